@@ -1,0 +1,37 @@
+package v1alpha1
+
+import (
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/scheme"
+)
+
+var (
+	// GroupVersion is the API group and version of every type in this package.
+	GroupVersion = schema.GroupVersion{Group: "kubedispatch.io", Version: "v1alpha1"}
+
+	// SchemeBuilder registers the types of this package with a runtime.Scheme. The types are registered here,
+	// in the variable's initializer, rather than in init functions.
+	SchemeBuilder = (&scheme.Builder{GroupVersion: GroupVersion}).Register(
+		&ScaledJob{}, &ScaledJobList{},
+		&TriggerAuthentication{}, &TriggerAuthenticationList{},
+		&ClusterTriggerAuthentication{}, &ClusterTriggerAuthenticationList{},
+	)
+
+	// AddToScheme adds the types of this package to a runtime.Scheme.
+	AddToScheme = SchemeBuilder.AddToScheme
+)
+
+const (
+	// LabelScaledJob is set on every Job created for a ScaledJob, and on its pods, to the ScaledJob's name.
+	LabelScaledJob = "kubedispatch.io/scaledjob"
+
+	// AnnotationPaused on a ScaledJob stops dispatching: "true", or any value that does not parse as a boolean,
+	// pauses it; "false" does not.
+	AnnotationPaused = "kubedispatch.io/paused"
+
+	// AnnotationGeneration on a Job records the metadata.generation of the ScaledJob it was created from.
+	AnnotationGeneration = "kubedispatch.io/generation"
+
+	// FieldManager is the field manager name the dispatcher uses for its writes.
+	FieldManager = "kubedispatch"
+)

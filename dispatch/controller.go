@@ -1,0 +1,486 @@
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+
+	"github.com/kubedispatch/kubedispatch/api/v1alpha1"
+	"github.com/kubedispatch/kubedispatch/jobtemplate"
+	"github.com/kubedispatch/kubedispatch/sources"
+)
+
+// Event reasons on the ScaledJob.
+const (
+	ReasonJobsCreated     = "JobsCreated"
+	ReasonJobCreateFailed = "JobCreateFailed"
+	ReasonTriggerError    = "TriggerError"
+	ReasonInvalidSpec     = "InvalidSpec"
+	ReasonPaused          = "Paused"
+	ReasonResumed         = "Resumed"
+	ReasonRolloutDeleted  = "RolloutDeletedJobs"
+	ReasonHistoryError    = "HistoryPruneFailed"
+	ReasonJobListError    = "JobListError"
+)
+
+// Reconciler runs one observe -> decide -> act tick per ScaledJob: every pollingInterval, and also as soon as one
+// of its Jobs finishes or disappears.
+type Reconciler struct {
+	// Client reads from the informer cache (Jobs, pods, ScaledJobs, TriggerAuthentications) and writes to the API.
+	Client client.Client
+	// APIReader reads Secrets straight from the API server: they are never cached.
+	APIReader client.Reader
+	// Registry builds trigger sources by type.
+	Registry *sources.Registry
+	// Clock is the only source of time.
+	Clock clock.PassiveClock
+	// Recorder emits events on ScaledJobs.
+	Recorder events.EventRecorder
+	// Metrics are updated on every tick.
+	Metrics *Metrics
+	// ClusterAuthNamespace is where ClusterTriggerAuthentication Secrets are read from (the dispatcher's namespace).
+	ClusterAuthNamespace string
+	// CreateWorkers bounds parallel Job creations (the client's QPS limiter still applies); default 32.
+	CreateWorkers int
+	// TriggerTimeout bounds one trigger reading; default 10s.
+	TriggerTimeout time.Duration
+	// NameSuffix makes Job name suffixes; jobtemplate.RandomSuffix when nil.
+	NameSuffix func() string
+
+	once         sync.Once
+	expectations *expectations
+	sourceCache  *sourceCache
+}
+
+func (r *Reconciler) init() {
+	r.once.Do(func() {
+		r.expectations = newExpectations(2 * time.Minute)
+		r.sourceCache = newSourceCache()
+		if r.CreateWorkers <= 0 {
+			r.CreateWorkers = 32
+		}
+		if r.TriggerTimeout <= 0 {
+			r.TriggerTimeout = 10 * time.Second
+		}
+		if r.NameSuffix == nil {
+			r.NameSuffix = jobtemplate.RandomSuffix
+		}
+		if r.Metrics == nil {
+			r.Metrics = NewMetrics(nil)
+		}
+	})
+}
+
+// SetupWithManager registers the controller: ScaledJobs, and the Jobs they own (only a Job finishing or being
+// deleted wakes the ScaledJob up early).
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) error {
+	r.init()
+	jobDone := predicate.Funcs{
+		CreateFunc: func(event.CreateEvent) bool { return false },
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			o, ok1 := e.ObjectOld.(*batchv1.Job)
+			n, ok2 := e.ObjectNew.(*batchv1.Job)
+			return ok1 && ok2 && !IsFinished(o) && IsFinished(n)
+		},
+		DeleteFunc:  func(event.DeleteEvent) bool { return true },
+		GenericFunc: func(event.GenericEvent) bool { return false },
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("scaledjob").
+		For(&v1alpha1.ScaledJob{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		Owns(&batchv1.Job{}, builder.WithPredicates(jobDone)).
+		WithOptions(controller.Options{MaxConcurrentReconciles: concurrency}).
+		Complete(r)
+}
+
+// observation is what one tick read. ok is false when any read failed: then nothing is created.
+type observation struct {
+	jobs      []batchv1.Job // owned Jobs in the cache
+	unseen    int64         // Jobs created by this process that the cache does not show yet
+	running   int64
+	pending   int64
+	succeeded int32
+	failed    int32
+	readings  []TriggerReading
+	statuses  []v1alpha1.TriggerStatus
+	err       error // first failed read (jobs or triggers); nil when the observation is complete
+	invalid   error // permanent configuration error of a trigger or its authentication
+}
+
+// Reconcile runs one tick for a ScaledJob.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	r.init()
+	start := r.Clock.Now()
+	log := logr.FromContextOrDiscard(ctx)
+
+	var sj v1alpha1.ScaledJob
+	if err := r.Client.Get(ctx, req.NamespacedName, &sj); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.forget(req.Namespace, req.Name)
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, fmt.Errorf("reading ScaledJob %s: %w", req, err)
+	}
+	if !sj.DeletionTimestamp.IsZero() {
+		r.forget(sj.Namespace, sj.Name)
+		return ctrl.Result{}, nil
+	}
+	poll := time.Duration(sj.Spec.PollingIntervalSeconds()) * time.Second
+	status := sj.Status.DeepCopy()
+	status.ObservedGeneration = sj.Generation
+
+	// A spec that fails validation never creates or deletes anything; it waits for an edit.
+	if errs := sj.Validate(); len(errs) > 0 {
+		msg := errs.ToAggregate().Error()
+		r.Metrics.ScaledJobInvalid.WithLabelValues(sj.Namespace, sj.Name).Set(1)
+		r.Metrics.TickDuration.WithLabelValues("invalid").Observe(r.Clock.Since(start).Seconds())
+		r.setCondition(&sj, status, v1alpha1.ConditionReady, metav1.ConditionFalse, ReasonInvalidSpec, msg)
+		r.setCondition(&sj, status, v1alpha1.ConditionActive, metav1.ConditionFalse, ReasonInvalidSpec, "no Jobs are created until the spec is fixed")
+		if !conditionIs(sj.Status.Conditions, v1alpha1.ConditionReady, metav1.ConditionFalse, ReasonInvalidSpec, msg) {
+			r.Recorder.Eventf(&sj, nil, corev1.EventTypeWarning, ReasonInvalidSpec, "Validate", "%s", msg)
+			log.Info("ScaledJob spec is invalid", "err", msg)
+		}
+		return ctrl.Result{}, r.writeStatus(ctx, &sj, status)
+	}
+
+	paused := v1alpha1.IsPaused(&sj)
+	r.Metrics.Paused.WithLabelValues(sj.Namespace, sj.Name).Set(boolFloat(paused))
+	r.notePause(ctx, &sj, status, paused)
+
+	// 1. Observe: the Jobs (cache plus our own creations not yet in it) and every trigger's backlog.
+	obs := r.observe(ctx, &sj)
+	status.Active, status.Pending = int32(obs.running), int32(obs.pending)
+	status.Succeeded, status.Failed = obs.succeeded, obs.failed
+	if len(obs.statuses) > 0 {
+		status.Triggers = obs.statuses
+	}
+	r.Metrics.Jobs.WithLabelValues(sj.Namespace, sj.Name, "active").Set(float64(obs.running))
+	r.Metrics.Jobs.WithLabelValues(sj.Namespace, sj.Name, "pending").Set(float64(obs.pending))
+
+	// 2. Decide, only on a complete observation and when not paused.
+	var decision Decision
+	var actErr error
+	switch {
+	case obs.invalid != nil:
+		r.Metrics.ScaledJobInvalid.WithLabelValues(sj.Namespace, sj.Name).Set(1)
+		msg := obs.invalid.Error()
+		reason := "InvalidTrigger"
+		if field, ok := configField(obs.invalid); ok {
+			msg = field + ": " + msg
+		}
+		if !conditionIs(sj.Status.Conditions, v1alpha1.ConditionReady, metav1.ConditionFalse, reason, msg) {
+			r.Recorder.Eventf(&sj, nil, corev1.EventTypeWarning, ReasonTriggerError, "ReadTriggers", "%s", msg)
+			log.Info("Trigger configuration is invalid", "err", msg)
+		}
+		r.setCondition(&sj, status, v1alpha1.ConditionReady, metav1.ConditionFalse, reason, msg)
+	case obs.err != nil:
+		r.Metrics.ScaledJobInvalid.WithLabelValues(sj.Namespace, sj.Name).Set(0)
+		reason := ReasonTriggerError
+		var te *triggerError
+		if !errors.As(obs.err, &te) {
+			reason = ReasonJobListError
+		}
+		msg := obs.err.Error() + "; no Jobs are created until every read succeeds"
+		if !conditionIs(sj.Status.Conditions, v1alpha1.ConditionReady, metav1.ConditionFalse, reason, msg) {
+			r.Recorder.Eventf(&sj, nil, corev1.EventTypeWarning, reason, "Observe", "%s", obs.err.Error())
+		}
+		r.setCondition(&sj, status, v1alpha1.ConditionReady, metav1.ConditionFalse, reason, msg)
+	default:
+		r.Metrics.ScaledJobInvalid.WithLabelValues(sj.Namespace, sj.Name).Set(0)
+		decision = Decide(r.inputs(&sj, obs))
+		r.Metrics.DecisionJobs.WithLabelValues(sj.Namespace, sj.Name).Set(float64(decision.Create))
+		now := metav1.NewTime(r.Clock.Now())
+		if decision.Active {
+			status.LastActiveTime = &now
+		}
+		if paused {
+			decision.Reason = "paused by annotation " + v1alpha1.AnnotationPaused + "; would have: " + decision.Reason
+			decision.Create = 0
+		}
+
+		// 3. Act: create the Jobs the decision asks for.
+		created, err := r.createJobs(ctx, &sj, decision.Create)
+		actErr = err
+		if decision.Create > 0 {
+			status.LastDispatchTime = &now
+			status.Active += int32(created)
+			status.Pending += int32(created)
+		}
+		status.LastDecision = &v1alpha1.Decision{Time: now, JobsCreated: int32(created), Reason: decision.Reason}
+		if err != nil {
+			r.setCondition(&sj, status, v1alpha1.ConditionReady, metav1.ConditionFalse, ReasonJobCreateFailed, truncate(err.Error(), 1000))
+		} else {
+			r.setCondition(&sj, status, v1alpha1.ConditionReady, metav1.ConditionTrue, "TriggersHealthy", "all triggers read and Jobs counted")
+		}
+		r.setActive(&sj, status, decision, paused)
+	}
+
+	// Housekeeping that is safe on a partial observation: it only deletes finished Jobs (history) and, with rollout
+	// immediate, Jobs of older generations. It needs the Job list itself to have been read.
+	if obs.jobs != nil {
+		if err := r.rollout(ctx, &sj, obs.jobs); err != nil {
+			actErr = errors.Join(actErr, err)
+		}
+		if err := r.pruneHistory(ctx, &sj, obs.jobs); err != nil {
+			actErr = errors.Join(actErr, err)
+		}
+	}
+
+	result := "ok"
+	switch {
+	case paused:
+		result = "paused"
+	case obs.err != nil || obs.invalid != nil || actErr != nil:
+		result = "error"
+	}
+	r.Metrics.TickDuration.WithLabelValues(result).Observe(r.Clock.Since(start).Seconds())
+	if err := r.writeStatus(ctx, &sj, status); err != nil {
+		return ctrl.Result{}, err
+	}
+	// Transient read failures requeue with the controller's back-off; everything else waits for the next poll.
+	if obs.err != nil {
+		return ctrl.Result{}, obs.err
+	}
+	if actErr != nil {
+		log.V(1).Info("Tick finished with errors", "err", actErr)
+	}
+	return ctrl.Result{RequeueAfter: poll}, nil
+}
+
+// observe reads the Jobs, their pods and every trigger's backlog. It never returns partial counts as complete: any
+// failed read is in obs.err (or obs.invalid for configuration errors).
+func (r *Reconciler) observe(ctx context.Context, sj *v1alpha1.ScaledJob) observation {
+	var obs observation
+	// Jobs first: if they cannot be read there is no decision to make, and the trigger reads can be skipped.
+	var jobs batchv1.JobList
+	if err := r.Client.List(ctx, &jobs, client.InNamespace(sj.Namespace), client.MatchingLabels{v1alpha1.LabelScaledJob: sj.Name}); err != nil {
+		obs.err = fmt.Errorf("listing jobs of %s/%s: %w", sj.Namespace, sj.Name, err)
+		return obs
+	}
+	var pods corev1.PodList
+	if err := r.Client.List(ctx, &pods, client.InNamespace(sj.Namespace), client.MatchingLabels{v1alpha1.LabelScaledJob: sj.Name}); err != nil {
+		obs.err = fmt.Errorf("listing pods of %s/%s: %w", sj.Namespace, sj.Name, err)
+		return obs
+	}
+	obs.jobs = ownedBy(jobs.Items, sj)
+	podsByJob := map[string][]corev1.Pod{}
+	for _, p := range pods.Items {
+		if name := jobNameOf(&p); name != "" {
+			podsByJob[name] = append(podsByJob[name], p)
+		}
+	}
+	obs.running, obs.pending = Count(obs.jobs, podsByJob, sj.Spec.ScalingStrategy.PendingPodConditions)
+	seen := make(map[string]bool, len(obs.jobs))
+	for i := range obs.jobs {
+		seen[obs.jobs[i].Name] = true
+		for _, c := range obs.jobs[i].Status.Conditions {
+			if c.Status != corev1.ConditionTrue {
+				continue
+			}
+			switch c.Type {
+			case batchv1.JobComplete:
+				obs.succeeded++
+			case batchv1.JobFailed:
+				obs.failed++
+			}
+		}
+	}
+	// Jobs we created that the cache does not show yet are running and pending: they exist, nothing runs them yet.
+	obs.unseen = int64(len(r.expectations.unseen(keyOf(sj), seen, r.Clock.Now())))
+	obs.running += obs.unseen
+	obs.pending += obs.unseen
+
+	// Then every trigger, in parallel. Resolution reads TriggerAuthentications and Secrets each tick, so a rotated
+	// Secret is used at the next tick and a fixed reference recovers on its own.
+	cfgs, err := r.resolveConfigs(ctx, sj)
+	if err == nil {
+		var srcs []sources.Source
+		srcs, err = r.sourceCache.get(ctx, r.Registry, keyOf(sj), string(sj.UID), cfgs)
+		if err == nil {
+			r.readTriggers(ctx, sj, srcs, &obs)
+			return obs
+		}
+	}
+	if sources.IsConfigError(err) {
+		obs.invalid = err
+	} else {
+		obs.err = err
+	}
+	obs.statuses = r.failedStatuses(sj, err)
+	return obs
+}
+
+// readTriggers reads every source; the first error (in spec order) becomes obs.err or obs.invalid.
+func (r *Reconciler) readTriggers(ctx context.Context, sj *v1alpha1.ScaledJob, srcs []sources.Source, obs *observation) {
+	now := r.Clock.Now()
+	type result struct {
+		b   sources.Backlog
+		err error
+	}
+	results := make([]result, len(srcs))
+	var wg sync.WaitGroup
+	for i, s := range srcs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tctx, cancel := context.WithTimeout(ctx, r.TriggerTimeout)
+			defer cancel()
+			t0 := time.Now() //nolint:forbidigo // latency metric only, not a decision input
+			b, err := s.Backlog(tctx, now)
+			r.Metrics.TriggerLatency.WithLabelValues(sj.Spec.Triggers[i].Type).Observe(time.Since(t0).Seconds())
+			results[i] = result{b: b, err: err}
+		}()
+	}
+	wg.Wait()
+	obs.statuses = make([]v1alpha1.TriggerStatus, len(srcs))
+	for i, res := range results {
+		t := sj.Spec.Triggers[i]
+		label := triggerLabel(t, i)
+		st := v1alpha1.TriggerStatus{Name: label, Type: t.Type}
+		if res.err != nil {
+			r.Metrics.TriggerErrors.WithLabelValues(sj.Namespace, sj.Name, label, t.Type).Inc()
+			te := &triggerError{index: i, name: label, err: res.err}
+			st.LastError = truncate(res.err.Error(), 500)
+			if sources.IsConfigError(res.err) {
+				if obs.invalid == nil {
+					obs.invalid = te
+				}
+			} else if obs.err == nil {
+				obs.err = te
+			}
+			// Keep the previous reading visible, marked with the error.
+			if prev := previousTrigger(sj, label); prev != nil {
+				st.Backlog, st.Target, st.SampledAt = prev.Backlog, prev.Target, prev.SampledAt
+			}
+			obs.statuses[i] = st
+			continue
+		}
+		sampled := metav1.NewTime(res.b.SampledAt)
+		st.Backlog, st.Target, st.Active, st.SampledAt = formatFloat(res.b.Value), formatFloat(res.b.Target), res.b.Active, &sampled
+		obs.statuses[i] = st
+		r.Metrics.TriggerBacklog.WithLabelValues(sj.Namespace, sj.Name, label, t.Type).Set(res.b.Value)
+		r.Metrics.TriggerActive.WithLabelValues(sj.Namespace, sj.Name, label, t.Type).Set(boolFloat(res.b.Active))
+		obs.readings = append(obs.readings, TriggerReading{Name: label, Backlog: res.b.Value, Target: res.b.Target, Active: res.b.Active})
+	}
+}
+
+// failedStatuses marks the trigger that failed to configure, keeping the others' last readings.
+func (r *Reconciler) failedStatuses(sj *v1alpha1.ScaledJob, err error) []v1alpha1.TriggerStatus {
+	var te *triggerError
+	idx := -1
+	if errors.As(err, &te) {
+		idx = te.index
+	}
+	out := make([]v1alpha1.TriggerStatus, len(sj.Spec.Triggers))
+	for i, t := range sj.Spec.Triggers {
+		label := triggerLabel(t, i)
+		out[i] = v1alpha1.TriggerStatus{Name: label, Type: t.Type}
+		if prev := previousTrigger(sj, label); prev != nil {
+			out[i] = *prev.DeepCopy()
+		}
+		if i == idx {
+			msg := te.err.Error()
+			if f, ok := configField(err); ok {
+				msg = f + ": " + strings.TrimPrefix(msg, (&sources.ConfigError{}).Field)
+			}
+			out[i].LastError = truncate(msg, 500)
+			r.Metrics.TriggerErrors.WithLabelValues(sj.Namespace, sj.Name, label, t.Type).Inc()
+		}
+	}
+	return out
+}
+
+func previousTrigger(sj *v1alpha1.ScaledJob, name string) *v1alpha1.TriggerStatus {
+	for i := range sj.Status.Triggers {
+		if sj.Status.Triggers[i].Name == name {
+			return &sj.Status.Triggers[i]
+		}
+	}
+	return nil
+}
+
+// inputs maps the spec and the observation onto the decision's named inputs.
+func (r *Reconciler) inputs(sj *v1alpha1.ScaledJob, obs observation) Inputs {
+	ss := sj.Spec.ScalingStrategy
+	return Inputs{
+		Triggers:        obs.readings,
+		Calculation:     Calculation(sj.Spec.ScalersCalculation()),
+		Running:         obs.running,
+		Pending:         obs.pending,
+		MinReplicaCount: sj.Spec.MinReplicaCount,
+		MaxReplicaCount: sj.Spec.MaxReplicaCount,
+		Settings: StrategySettings{
+			Strategy:                Strategy(sj.Spec.ScalingStrategyName()),
+			CustomDeduction:         ss.CustomScalingQueueLengthDeduction,
+			CustomRunningPercentage: ss.CustomScalingRunningJobPercentage,
+		},
+	}
+}
+
+// forget drops everything kept about a deleted ScaledJob.
+func (r *Reconciler) forget(namespace, name string) {
+	key := namespace + "/" + name
+	r.Metrics.forget(namespace, name)
+	r.sourceCache.forget(key)
+	r.expectations.forget(key)
+}
+
+// ownedBy keeps the Jobs whose controller is sj (a Job that merely carries the label is not ours to count or
+// delete).
+func ownedBy(jobs []batchv1.Job, sj *v1alpha1.ScaledJob) []batchv1.Job {
+	out := make([]batchv1.Job, 0, len(jobs))
+	for _, j := range jobs {
+		if ref := metav1.GetControllerOf(&j); ref != nil && ref.UID == sj.UID {
+			out = append(out, j)
+		}
+	}
+	return out
+}
+
+// jobNameOf returns the name of the Job that owns a pod.
+func jobNameOf(p *corev1.Pod) string {
+	if n := p.Labels[batchv1.JobNameLabel]; n != "" {
+		return n
+	}
+	if n := p.Labels["job-name"]; n != "" {
+		return n
+	}
+	if ref := metav1.GetControllerOf(p); ref != nil && ref.Kind == "Job" {
+		return ref.Name
+	}
+	return ""
+}
+
+// keyOf is the key of a ScaledJob in the per-ScaledJob stores.
+func keyOf(sj *v1alpha1.ScaledJob) string { return sj.Namespace + "/" + sj.Name }
+
+func boolFloat(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

@@ -1,0 +1,73 @@
+package dispatch
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the dispatcher's Prometheus metrics (prefix kubedispatch_). Create them once with NewMetrics and
+// register them on the manager's registry.
+type Metrics struct {
+	JobsCreated      *prometheus.CounterVec
+	JobCreateErrors  *prometheus.CounterVec
+	JobsDeleted      *prometheus.CounterVec
+	TriggerBacklog   *prometheus.GaugeVec
+	TriggerActive    *prometheus.GaugeVec
+	TriggerErrors    *prometheus.CounterVec
+	TriggerLatency   *prometheus.HistogramVec
+	Jobs             *prometheus.GaugeVec
+	Paused           *prometheus.GaugeVec
+	TickDuration     *prometheus.HistogramVec
+	DecisionJobs     *prometheus.GaugeVec
+	ScaledJobInvalid *prometheus.GaugeVec
+}
+
+// NewMetrics builds the metrics and registers them on reg (nil: not registered, for tests).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	sj := []string{"namespace", "scaledjob"}
+	trig := []string{"namespace", "scaledjob", "trigger", "type"}
+	m := &Metrics{
+		JobsCreated: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kubedispatch_jobs_created_total",
+			Help: "Jobs created, per ScaledJob."}, sj),
+		JobCreateErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kubedispatch_job_create_errors_total",
+			Help: "Job creations the API server refused, per ScaledJob."}, sj),
+		JobsDeleted: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kubedispatch_jobs_deleted_total",
+			Help: "Jobs deleted by the dispatcher, by reason (history: beyond the history limits; rollout: older generation with rollout.strategy immediate)."},
+			[]string{"namespace", "scaledjob", "reason"}),
+		TriggerBacklog: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kubedispatch_trigger_backlog",
+			Help: "Last backlog value read from each trigger (messages, or desiredReplicas for cron)."}, trig),
+		TriggerActive: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kubedispatch_trigger_active",
+			Help: "1 when the trigger was active at its last reading, else 0."}, trig),
+		TriggerErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kubedispatch_trigger_errors_total",
+			Help: "Failed trigger readings (configuration or transient)."}, trig),
+		TriggerLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "kubedispatch_trigger_read_duration_seconds",
+			Help: "Time to read one trigger's backlog.", Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12)}, []string{"type"}),
+		Jobs: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kubedispatch_jobs",
+			Help: "Jobs of each ScaledJob at the last tick, by state (active = unfinished, pending = not yet running, a subset of active)."},
+			[]string{"namespace", "scaledjob", "state"}),
+		Paused: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kubedispatch_scaledjob_paused",
+			Help: "1 when the ScaledJob is paused by the kubedispatch.io/paused annotation."}, sj),
+		TickDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "kubedispatch_tick_duration_seconds",
+			Help: "Duration of one observe-decide-act tick, by result (ok, error, invalid, paused).", Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12)},
+			[]string{"result"}),
+		DecisionJobs: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kubedispatch_decision_jobs",
+			Help: "Jobs the last decision asked for (before creation errors), per ScaledJob."}, sj),
+		ScaledJobInvalid: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kubedispatch_scaledjob_invalid",
+			Help: "1 when the ScaledJob's spec or trigger configuration is invalid (Ready=False), else 0."}, sj),
+	}
+	if reg != nil {
+		reg.MustRegister(m.JobsCreated, m.JobCreateErrors, m.JobsDeleted, m.TriggerBacklog, m.TriggerActive,
+			m.TriggerErrors, m.TriggerLatency, m.Jobs, m.Paused, m.TickDuration, m.DecisionJobs, m.ScaledJobInvalid)
+	}
+	return m
+}
+
+// forget removes the per-ScaledJob series of a deleted ScaledJob.
+func (m *Metrics) forget(namespace, name string) {
+	l := prometheus.Labels{"namespace": namespace, "scaledjob": name}
+	for _, v := range []interface {
+		DeletePartialMatch(prometheus.Labels) int
+	}{m.JobsCreated, m.JobCreateErrors, m.JobsDeleted, m.TriggerBacklog, m.TriggerActive, m.TriggerErrors, m.Jobs,
+		m.Paused, m.DecisionJobs, m.ScaledJobInvalid} {
+		v.DeletePartialMatch(l)
+	}
+}

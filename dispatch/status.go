@@ -1,0 +1,75 @@
+package dispatch
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/kubedispatch/kubedispatch/api/v1alpha1"
+)
+
+// setCondition sets a condition on the status being built (lastTransitionTime moves only on a status change).
+func (r *Reconciler) setCondition(sj *v1alpha1.ScaledJob, status *v1alpha1.ScaledJobStatus, typ string, s metav1.ConditionStatus, reason, msg string) {
+	apimeta.SetStatusCondition(&status.Conditions, metav1.Condition{
+		Type: typ, Status: s, Reason: reason, Message: truncate(msg, 2000), ObservedGeneration: sj.Generation,
+		LastTransitionTime: metav1.NewTime(r.Clock.Now()),
+	})
+}
+
+// conditionIs reports whether conds already holds exactly this condition (used to emit events only on change).
+func conditionIs(conds []metav1.Condition, typ string, s metav1.ConditionStatus, reason, msg string) bool {
+	c := apimeta.FindStatusCondition(conds, typ)
+	return c != nil && c.Status == s && c.Reason == reason && c.Message == truncate(msg, 2000)
+}
+
+// setActive sets the Active condition from the decision.
+func (r *Reconciler) setActive(sj *v1alpha1.ScaledJob, status *v1alpha1.ScaledJobStatus, d Decision, paused bool) {
+	switch {
+	case paused:
+		r.setCondition(sj, status, v1alpha1.ConditionActive, metav1.ConditionFalse, "Paused", "paused by annotation "+v1alpha1.AnnotationPaused)
+	case d.Active:
+		r.setCondition(sj, status, v1alpha1.ConditionActive, metav1.ConditionTrue, "BacklogPresent", d.Reason)
+	default:
+		r.setCondition(sj, status, v1alpha1.ConditionActive, metav1.ConditionFalse, "NoBacklog", d.Reason)
+	}
+}
+
+// notePause sets the Paused condition and emits an event when the pause state changes.
+func (r *Reconciler) notePause(ctx context.Context, sj *v1alpha1.ScaledJob, status *v1alpha1.ScaledJobStatus, paused bool) {
+	was := apimeta.IsStatusConditionTrue(sj.Status.Conditions, v1alpha1.ConditionPaused)
+	if paused {
+		r.setCondition(sj, status, v1alpha1.ConditionPaused, metav1.ConditionTrue, "PausedByAnnotation",
+			fmt.Sprintf("annotation %s is set: no Jobs are created; history is still pruned. Remove it to resume.", v1alpha1.AnnotationPaused))
+	} else {
+		r.setCondition(sj, status, v1alpha1.ConditionPaused, metav1.ConditionFalse, "NotPaused", "Jobs are created as triggers demand")
+	}
+	if paused != was {
+		reason, note := ReasonResumed, "Resumed: Jobs are created again"
+		if paused {
+			reason, note = ReasonPaused, "Paused by annotation "+v1alpha1.AnnotationPaused+": no Jobs are created"
+		}
+		if paused || apimeta.FindStatusCondition(sj.Status.Conditions, v1alpha1.ConditionPaused) != nil {
+			r.Recorder.Eventf(sj, nil, corev1.EventTypeNormal, reason, "Pause", "%s", note)
+			logr.FromContextOrDiscard(ctx).Info("Pause state changed", "paused", paused)
+		}
+	}
+}
+
+// writeStatus patches the status subresource when it changed.
+func (r *Reconciler) writeStatus(ctx context.Context, sj *v1alpha1.ScaledJob, status *v1alpha1.ScaledJobStatus) error {
+	if equality.Semantic.DeepEqual(&sj.Status, status) {
+		return nil
+	}
+	patch := client.MergeFrom(sj.DeepCopy())
+	sj.Status = *status
+	if err := r.Client.Status().Patch(ctx, sj, patch, client.FieldOwner(v1alpha1.FieldManager)); err != nil {
+		return fmt.Errorf("updating status of %s/%s: %w", sj.Namespace, sj.Name, err)
+	}
+	return nil
+}

@@ -1,0 +1,299 @@
+package dispatch
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/kubedispatch/kubedispatch/api/v1alpha1"
+	"github.com/kubedispatch/kubedispatch/sources"
+)
+
+// triggerError is a reading or configuration failure of one trigger, with the trigger's field path.
+type triggerError struct {
+	index int
+	name  string
+	err   error
+}
+
+func (e *triggerError) Error() string {
+	return fmt.Sprintf("trigger %s (spec.triggers[%d]): %v", e.name, e.index, e.err)
+}
+
+func (e *triggerError) Unwrap() error { return e.err }
+
+// triggerLabel is the name a person sees for a trigger: its name, or "<type>[<index>]".
+func triggerLabel(t v1alpha1.ScaleTrigger, i int) string {
+	if t.Name != "" {
+		return t.Name
+	}
+	return fmt.Sprintf("%s[%d]", t.Type, i)
+}
+
+// resolveConfigs turns the ScaledJob's triggers into source configurations: it reads the referenced
+// TriggerAuthentications and Secrets and the env values named by `<key>FromEnv` metadata. Secret values live only
+// in the returned configs; they are never logged or written to status or events. A reference to something missing
+// is a *sources.ConfigError (permanent until fixed); any other API error is returned as is (transient).
+func (r *Reconciler) resolveConfigs(ctx context.Context, sj *v1alpha1.ScaledJob) ([]sources.Config, error) {
+	cfgs := make([]sources.Config, 0, len(sj.Spec.Triggers))
+	for i, t := range sj.Spec.Triggers {
+		cfg := sources.Config{Index: i, Name: t.Name, Type: t.Type, Metadata: t.Metadata}
+		env, err := r.resolveEnv(ctx, sj, t.Metadata)
+		if err != nil {
+			return nil, &triggerError{index: i, name: triggerLabel(t, i), err: err}
+		}
+		cfg.Env = env
+		if t.AuthenticationRef != nil {
+			params, identity, err := r.resolveAuth(ctx, sj, t.AuthenticationRef)
+			if err != nil {
+				return nil, &triggerError{index: i, name: triggerLabel(t, i), err: err}
+			}
+			cfg.AuthParams, cfg.PodIdentity = params, identity
+		}
+		cfgs = append(cfgs, cfg)
+	}
+	return cfgs, nil
+}
+
+// envContainer returns the container whose env resolves `<key>FromEnv` metadata.
+func envContainer(sj *v1alpha1.ScaledJob, name string) (*corev1.Container, error) {
+	cs := sj.Spec.JobTargetRef.Template.Spec.Containers
+	if name == "" {
+		if len(cs) == 0 {
+			return nil, sources.ConfigErrorf("envSourceContainerName", "the Job template has no containers")
+		}
+		return &cs[0], nil
+	}
+	for i := range cs {
+		if cs[i].Name == name {
+			return &cs[i], nil
+		}
+	}
+	return nil, sources.ConfigErrorf("envSourceContainerName", "no container named %q in jobTargetRef.template", name)
+}
+
+// resolveEnv returns the values of the env vars that metadata names through `<key>FromEnv` keys.
+func (r *Reconciler) resolveEnv(ctx context.Context, sj *v1alpha1.ScaledJob, metadata map[string]string) (map[string]string, error) {
+	var wanted []string
+	for k, v := range metadata {
+		if strings.HasSuffix(k, "FromEnv") && v != "" {
+			wanted = append(wanted, v)
+		}
+	}
+	if len(wanted) == 0 {
+		return nil, nil
+	}
+	c, err := envContainer(sj, sj.Spec.EnvSourceContainerName)
+	if err != nil {
+		return nil, err
+	}
+	env := map[string]string{}
+	for _, name := range wanted {
+		for _, e := range c.Env {
+			if e.Name != name {
+				continue
+			}
+			switch {
+			case e.ValueFrom == nil:
+				env[name] = e.Value
+			case e.ValueFrom.SecretKeyRef != nil:
+				v, err := r.secretValue(ctx, sj.Namespace, e.ValueFrom.SecretKeyRef.Name, e.ValueFrom.SecretKeyRef.Key,
+					fmt.Sprintf("env %s of container %s", name, c.Name))
+				if err != nil {
+					return nil, err
+				}
+				env[name] = v
+			default:
+				return nil, sources.ConfigErrorf("envSourceContainerName",
+					"env %s of container %s uses a valueFrom other than a literal value or secretKeyRef", name, c.Name)
+			}
+		}
+	}
+	return env, nil
+}
+
+// resolveAuth reads a TriggerAuthentication or ClusterTriggerAuthentication and the Secrets it names.
+func (r *Reconciler) resolveAuth(ctx context.Context, sj *v1alpha1.ScaledJob, ref *v1alpha1.AuthenticationRef) (map[string]string, string, error) {
+	var spec v1alpha1.TriggerAuthenticationSpec
+	secretNS := sj.Namespace
+	kind := ref.Kind
+	if kind == "" {
+		kind = "TriggerAuthentication"
+	}
+	switch kind {
+	case "TriggerAuthentication":
+		var ta v1alpha1.TriggerAuthentication
+		if err := r.Client.Get(ctx, types.NamespacedName{Namespace: sj.Namespace, Name: ref.Name}, &ta); err != nil {
+			if apierrors.IsNotFound(err) {
+				return nil, "", sources.ConfigErrorf("authenticationRef.name", "TriggerAuthentication %q not found in namespace %s", ref.Name, sj.Namespace)
+			}
+			return nil, "", fmt.Errorf("reading TriggerAuthentication %s: %w", ref.Name, err)
+		}
+		spec = ta.Spec
+	case "ClusterTriggerAuthentication":
+		var cta v1alpha1.ClusterTriggerAuthentication
+		if err := r.Client.Get(ctx, types.NamespacedName{Name: ref.Name}, &cta); err != nil {
+			if apierrors.IsNotFound(err) {
+				return nil, "", sources.ConfigErrorf("authenticationRef.name", "ClusterTriggerAuthentication %q not found", ref.Name)
+			}
+			return nil, "", fmt.Errorf("reading ClusterTriggerAuthentication %s: %w", ref.Name, err)
+		}
+		spec = cta.Spec
+		secretNS = r.ClusterAuthNamespace
+	default:
+		return nil, "", sources.ConfigErrorf("authenticationRef.kind", "unsupported kind %q: want TriggerAuthentication or ClusterTriggerAuthentication", ref.Kind)
+	}
+	params := map[string]string{}
+	for _, s := range spec.SecretTargetRef {
+		v, err := r.secretValue(ctx, secretNS, s.Name, s.Key, fmt.Sprintf("%s %s, parameter %s", kind, ref.Name, s.Parameter))
+		if err != nil {
+			return nil, "", err
+		}
+		params[s.Parameter] = v
+	}
+	for _, e := range spec.Env {
+		c, err := envContainer(sj, e.ContainerName)
+		if err != nil {
+			return nil, "", err
+		}
+		found := false
+		for _, ce := range c.Env {
+			if ce.Name == e.Name && ce.ValueFrom == nil {
+				params[e.Parameter], found = ce.Value, true
+			}
+		}
+		if !found {
+			return nil, "", sources.ConfigErrorf("authenticationRef", "%s %s: env %s (parameter %s) has no literal value in container %s", kind, ref.Name, e.Name, e.Parameter, c.Name)
+		}
+	}
+	identity := ""
+	if spec.PodIdentity != nil && spec.PodIdentity.Provider != "none" {
+		identity = spec.PodIdentity.Provider
+	}
+	return params, identity, nil
+}
+
+// secretValue reads one key of a Secret through the API (Secrets are not cached, so a rotated value is read on the
+// next tick and the dispatcher needs no list/watch on Secrets).
+func (r *Reconciler) secretValue(ctx context.Context, namespace, name, key, usedBy string) (string, error) {
+	var s corev1.Secret
+	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &s); err != nil {
+		if apierrors.IsNotFound(err) {
+			return "", sources.ConfigErrorf("authenticationRef", "Secret %q not found in namespace %s (used by %s)", name, namespace, usedBy)
+		}
+		return "", fmt.Errorf("reading Secret %s/%s: %w", namespace, name, err)
+	}
+	v, ok := s.Data[key]
+	if !ok {
+		return "", sources.ConfigErrorf("authenticationRef", "Secret %q in namespace %s has no key %q (used by %s)", name, namespace, key, usedBy)
+	}
+	return string(v), nil
+}
+
+// sourceCache keeps each ScaledJob's sources between ticks and rebuilds them when their configuration (including
+// resolved Secret values) changes, so clients and connections are reused and rotated Secrets are picked up.
+type sourceCache struct {
+	mu      sync.Mutex
+	entries map[string]sourceEntry // ScaledJob namespace/name
+}
+
+type sourceEntry struct {
+	hash    string
+	sources []sources.Source
+}
+
+func newSourceCache() *sourceCache { return &sourceCache{entries: map[string]sourceEntry{}} }
+
+// get returns sources for cfgs, building them with reg if the configuration changed.
+func (c *sourceCache) get(ctx context.Context, reg *sources.Registry, owner, uid string, cfgs []sources.Config) ([]sources.Source, error) {
+	h, err := hashConfigs(uid, cfgs)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.entries[owner]; ok && e.hash == h {
+		return e.sources, nil
+	}
+	built := make([]sources.Source, 0, len(cfgs))
+	for _, cfg := range cfgs {
+		s, err := reg.New(ctx, cfg)
+		if err != nil {
+			for _, b := range built {
+				_ = b.Close()
+			}
+			label := cfg.Name
+			if label == "" {
+				label = fmt.Sprintf("%s[%d]", cfg.Type, cfg.Index)
+			}
+			return nil, &triggerError{index: cfg.Index, name: label, err: err}
+		}
+		built = append(built, s)
+	}
+	if old, ok := c.entries[owner]; ok {
+		closeAll(old.sources)
+	}
+	c.entries[owner] = sourceEntry{hash: h, sources: built}
+	return built, nil
+}
+
+// forget closes and drops a ScaledJob's sources.
+func (c *sourceCache) forget(owner string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.entries[owner]; ok {
+		closeAll(e.sources)
+		delete(c.entries, owner)
+	}
+}
+
+func closeAll(ss []sources.Source) {
+	for _, s := range ss {
+		_ = s.Close()
+	}
+}
+
+func hashConfigs(uid string, cfgs []sources.Config) (string, error) {
+	b, err := json.Marshal(cfgs) // maps marshal with sorted keys, so equal configs hash equally
+	if err != nil {
+		return "", fmt.Errorf("hashing trigger configuration: %w", err)
+	}
+	sum := sha256.Sum256(append([]byte(uid+"\n"), b...))
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// configField returns the spec path of a trigger configuration error, e.g. spec.triggers[0].metadata.queueURL.
+func configField(err error) (string, bool) {
+	var te *triggerError
+	var ce *sources.ConfigError
+	if !errors.As(err, &ce) {
+		return "", false
+	}
+	if errors.As(err, &te) {
+		if ce.Field == "envSourceContainerName" {
+			return "spec.envSourceContainerName", true
+		}
+		return fmt.Sprintf("spec.triggers[%d].%s", te.index, ce.Field), true
+	}
+	return ce.Field, true
+}
+
+// sortedKeys is a small helper for deterministic output.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

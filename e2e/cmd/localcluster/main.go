@@ -1,0 +1,129 @@
+// Command localcluster brings the local test stack up or down: `localcluster up`, `localcluster down`,
+// `localcluster status`. `make cluster-up` / `make cluster-down` call it.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/kubedispatch/kubedispatch/e2e/cluster"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "localcluster:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("localcluster", flag.ContinueOnError)
+	dir := fs.String("dir", envOr("KUBEDISPATCH_LOCAL_DIR", ".local"), "directory for the stack's state, logs and cluster.env (env KUBEDISPATCH_LOCAL_DIR)")
+	noSQS := fs.Bool("no-sqs", false, "do not start moto_server")
+	noPubSub := fs.Bool("no-pubsub", false, "do not start the Pub/Sub emulator")
+	if len(args) == 0 {
+		return errors.New("usage: localcluster up|down|status [--dir DIR] [--no-sqs] [--no-pubsub]")
+	}
+	verb := args[0]
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	stackDir := filepath.Join(*dir, "stack")
+	switch verb {
+	case "up":
+		return up(*dir, stackDir, !*noSQS, !*noPubSub)
+	case "down":
+		return down(stackDir)
+	case "status":
+		c, err := cluster.Load(stackDir)
+		if err != nil {
+			return err
+		}
+		if c == nil {
+			fmt.Println("no local stack recorded in", stackDir)
+			return nil
+		}
+		fmt.Printf("stack in %s, API server %s\nrunning: %s\n", stackDir, c.Server, strings.Join(c.Running(), ", "))
+		return nil
+	default:
+		return fmt.Errorf("unknown verb %q: want up, down or status", verb)
+	}
+}
+
+func up(dir, stackDir string, sqs, pubsub bool) error {
+	if c, err := cluster.Load(stackDir); err != nil {
+		return err
+	} else if c != nil && len(c.Running()) > 0 {
+		fmt.Printf("a local stack is already running (%s); `make cluster-down` first to restart it\n", strings.Join(c.Running(), ", "))
+		return writeEnv(dir, c)
+	}
+	root, err := cluster.RepoRoot()
+	if err != nil {
+		return err
+	}
+	fmt.Println("checking the control-plane binaries (built once, cached by version)")
+	bins, err := cluster.EnsureBinaries(root)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	start := time.Now()
+	c, err := cluster.Start(ctx, cluster.Options{Dir: stackDir, Bins: bins, SQS: sqs, PubSub: pubsub, Progress: prefix{}})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("local stack ready in %.1fs (logs in %s)\n", time.Since(start).Seconds(), filepath.Join(c.Dir, "logs"))
+	return writeEnv(dir, c)
+}
+
+func writeEnv(dir string, c *cluster.Cluster) error {
+	path := filepath.Join(dir, "cluster.env")
+	if err := os.WriteFile(path, []byte(c.EnvFile()), 0o644); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	fmt.Printf("\nUse it from your shell:\n  . %s\n  kubectl get nodes\n", path)
+	return nil
+}
+
+func down(stackDir string) error {
+	c, err := cluster.Load(stackDir)
+	if err != nil {
+		return err
+	}
+	if c == nil {
+		fmt.Println("no local stack running")
+		return nil
+	}
+	fmt.Printf("stopping %d processes\n", len(c.Procs))
+	if err := c.Stop(); err != nil {
+		return err
+	}
+	if left := c.Running(); len(left) > 0 {
+		return fmt.Errorf("still running after stop: %s", strings.Join(left, ", "))
+	}
+	fmt.Println("local stack stopped; nothing left running")
+	return nil
+}
+
+type prefix struct{}
+
+func (prefix) Write(b []byte) (int, error) {
+	fmt.Print("  " + string(b))
+	return len(b), nil
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}

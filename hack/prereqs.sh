@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Checks (and where it can, installs) what the local stack needs besides Go: moto_server for SQS and the
+# Pub/Sub emulator (with a JDK). Prints one line per item.
+set -uo pipefail
+say() { echo "[prereqs] $*" >&2; }
+ok=1
+if ! command -v moto_server >/dev/null 2>&1; then
+  say "moto_server missing: installing with pip (moto[server]==5.2.1)"
+  if command -v pip >/dev/null 2>&1 && pip install --quiet 'moto[server]==5.2.1'; then
+    hash -r
+  fi
+  command -v moto_server >/dev/null 2>&1 || { say "moto_server still missing: run \`pip install 'moto[server]==5.2.1'\`"; ok=0; }
+fi
+emu=/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator
+if ! command -v cloud-pubsub-emulator >/dev/null 2>&1 && [ ! -x "$emu" ]; then
+  say "Pub/Sub emulator missing: installing with apt (google-cloud-cli-pubsub-emulator)"
+  if [ "$(id -u)" = 0 ]; then
+    apt-get install -y -q google-cloud-cli-pubsub-emulator >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q google-cloud-cli-pubsub-emulator >/dev/null 2>&1; }
+  fi
+  [ -x "$emu" ] || { say "Pub/Sub emulator still missing: run \`apt-get install google-cloud-cli-pubsub-emulator\`"; ok=0; }
+fi
+if ! command -v java >/dev/null 2>&1; then
+  say "java missing (the Pub/Sub emulator needs it): installing openjdk-17-jre-headless"
+  [ "$(id -u)" = 0 ] && apt-get install -y -q openjdk-17-jre-headless >/dev/null 2>&1
+  command -v java >/dev/null 2>&1 || { say "java still missing: run \`apt-get install openjdk-17-jre-headless\`"; ok=0; }
+fi
+[ $ok = 1 ] || exit 1

@@ -1,0 +1,125 @@
+package jobtemplate
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilrand "k8s.io/apimachinery/pkg/util/rand"
+
+	"github.com/kubedispatch/kubedispatch/api/v1alpha1"
+)
+
+// Labels set on every Job besides v1alpha1.LabelScaledJob.
+const (
+	LabelName      = "app.kubernetes.io/name"
+	LabelPartOf    = "app.kubernetes.io/part-of"
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	LabelComponent = "app.kubernetes.io/component"
+
+	// ManagedBy is the value of LabelManagedBy.
+	ManagedBy = "kubedispatch"
+	// Component is the value of LabelComponent.
+	Component = "job"
+)
+
+const (
+	// SuffixLength is the length of the random suffix RandomSuffix returns.
+	SuffixLength = 5
+	// MaxNameLength is the longest Job name Name returns. The Job controller copies the Job's name into the
+	// batch.kubernetes.io/job-name label of its pods, and label values are at most 63 characters.
+	MaxNameLength = 63
+)
+
+// ErrNoContainers is returned (wrapped) by Build when spec.jobTargetRef.template.spec.containers is empty. It is a
+// permanent error: retrying does not help until the ScaledJob is fixed.
+var ErrNoContainers = errors.New("spec.jobTargetRef.template.spec.containers: at least one container is required")
+
+// copiedAnnotation reports whether a ScaledJob annotation is copied onto its Jobs. kubectl's copy of the whole
+// applied object is not: it can be large and describes the ScaledJob, not the Job. Nor are kubedispatch.io/ keys:
+// they configure the dispatcher (a paused ScaledJob must not label its Jobs paused) or are set by Build itself.
+func copiedAnnotation(key string) bool {
+	return key != corev1.LastAppliedConfigAnnotation && !strings.HasPrefix(key, v1alpha1.GroupVersion.Group+"/")
+}
+
+// Build returns the Job to create for sj, named name: a deep copy of spec.jobTargetRef in sj's namespace,
+// controlled by sj. It never mutates sj.
+//
+// The Job's labels are sj's labels overlaid with v1alpha1.LabelScaledJob and the app.kubernetes.io labels (name
+// and part-of set to sj's name, managed-by kubedispatch, component job); the pod template keeps its own labels
+// and gains v1alpha1.LabelScaledJob. The Job's annotations are sj's annotations, except kubectl's
+// last-applied-configuration and keys of the kubedispatch.io/ prefix (such as the pause annotation), overlaid with
+// v1alpha1.AnnotationGeneration set to sj's generation. An empty restartPolicy becomes OnFailure.
+//
+// Build returns an error wrapping ErrNoContainers when the template has no container.
+func Build(sj *v1alpha1.ScaledJob, name string) (*batchv1.Job, error) {
+	if len(sj.Spec.JobTargetRef.Template.Spec.Containers) == 0 {
+		return nil, fmt.Errorf("building job for ScaledJob %s/%s: %w", sj.Namespace, sj.Name, ErrNoContainers)
+	}
+
+	labels := make(map[string]string, len(sj.Labels)+5)
+	for k, v := range sj.Labels {
+		labels[k] = v
+	}
+	labels[v1alpha1.LabelScaledJob] = sj.Name
+	labels[LabelName] = sj.Name
+	labels[LabelPartOf] = sj.Name
+	labels[LabelManagedBy] = ManagedBy
+	labels[LabelComponent] = Component
+
+	annotations := make(map[string]string, len(sj.Annotations)+1)
+	for k, v := range sj.Annotations {
+		if copiedAnnotation(k) {
+			annotations[k] = v
+		}
+	}
+	annotations[v1alpha1.AnnotationGeneration] = strconv.FormatInt(sj.Generation, 10)
+
+	spec := sj.Spec.JobTargetRef.DeepCopy()
+	if spec.Template.Labels == nil {
+		spec.Template.Labels = make(map[string]string, 1)
+	}
+	spec.Template.Labels[v1alpha1.LabelScaledJob] = sj.Name
+	if spec.Template.Spec.RestartPolicy == "" {
+		spec.Template.Spec.RestartPolicy = corev1.RestartPolicyOnFailure
+	}
+
+	return &batchv1.Job{
+		TypeMeta: metav1.TypeMeta{APIVersion: batchv1.SchemeGroupVersion.String(), Kind: "Job"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        name,
+			Namespace:   sj.Namespace,
+			Labels:      labels,
+			Annotations: annotations,
+			OwnerReferences: []metav1.OwnerReference{
+				*metav1.NewControllerRef(sj, v1alpha1.GroupVersion.WithKind("ScaledJob")),
+			},
+		},
+		Spec: *spec,
+	}, nil
+}
+
+// Name returns "<scaledJob>-<suffix>" with the suffix from rnd (use RandomSuffix). When the result would be longer
+// than MaxNameLength, scaledJob is shortened, and any '-' or '.' left at its end is dropped, so that the name stays
+// a valid Job name.
+func Name(scaledJob string, rnd func() string) string {
+	suffix := rnd()
+	keep := MaxNameLength - len(suffix) - 1
+	if keep < 0 {
+		keep = 0
+	}
+	if len(scaledJob) > keep {
+		scaledJob = strings.TrimRight(scaledJob[:keep], "-.")
+	}
+	return scaledJob + "-" + suffix
+}
+
+// RandomSuffix returns SuffixLength random lowercase alphanumeric characters, as the API server's generateName
+// does.
+func RandomSuffix() string {
+	return utilrand.String(SuffixLength)
+}

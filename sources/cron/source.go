@@ -1,0 +1,99 @@
+package cron
+
+import (
+	"context"
+	"time"
+
+	"github.com/kubedispatch/kubedispatch/sources"
+)
+
+// Type is the trigger type this package implements.
+const Type = "cron"
+
+// Metadata keys of the cron trigger.
+const (
+	keyTimezone        = "timezone"
+	keyStart           = "start"
+	keyEnd             = "end"
+	keyDesiredReplicas = "desiredReplicas"
+)
+
+// Register adds the cron factory to r.
+func Register(r *sources.Registry) error {
+	return r.Register(Type, New)
+}
+
+// Metadata is a parsed cron trigger.
+type Metadata struct {
+	// Timezone, Start and End are the trigger's metadata as written.
+	Timezone, Start, End string
+	// DesiredReplicas is the backlog while the window is open.
+	DesiredReplicas int64
+	// Schedule is the parsed window.
+	Schedule Schedule
+}
+
+// Parse validates a cron trigger configuration. All four keys are required; desiredReplicas must be at least 1.
+// Every error is a *sources.ConfigError.
+func Parse(cfg sources.Config) (Metadata, error) {
+	p := cfg.Params()
+	var m Metadata
+	var err error
+	if m.Timezone, err = p.String(keyTimezone, false); err != nil {
+		return Metadata{}, err
+	}
+	if m.Start, err = p.String(keyStart, false); err != nil {
+		return Metadata{}, err
+	}
+	if m.End, err = p.String(keyEnd, false); err != nil {
+		return Metadata{}, err
+	}
+	if m.Schedule, err = ParseSchedule(m.Timezone, m.Start, m.End); err != nil {
+		return Metadata{}, err
+	}
+	if m.DesiredReplicas, err = p.RequiredInt64(keyDesiredReplicas); err != nil {
+		return Metadata{}, err
+	}
+	if m.DesiredReplicas < 1 {
+		return Metadata{}, sources.ConfigErrorf(sources.MetadataField(keyDesiredReplicas),
+			"must be at least 1, got %d", m.DesiredReplicas)
+	}
+	return m, nil
+}
+
+// Source reports desiredReplicas while the cron window is open. It does no I/O and is safe for concurrent use.
+type Source struct {
+	meta Metadata
+}
+
+var _ sources.Source = (*Source)(nil)
+
+// New is the cron sources.Factory.
+func New(_ context.Context, cfg sources.Config) (sources.Source, error) {
+	m, err := Parse(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Source{meta: m}, nil
+}
+
+// Metadata returns the parsed trigger metadata.
+func (s *Source) Metadata() Metadata {
+	return s.meta
+}
+
+// Backlog returns desiredReplicas (target 1, active) while the window is open at now, and 0 (inactive) otherwise.
+// It never fails.
+func (s *Source) Backlog(_ context.Context, now time.Time) (sources.Backlog, error) {
+	active, _, _ := Window(s.meta.Schedule, now)
+	b := sources.Backlog{Target: 1, Active: active, SampledAt: now}
+	if active {
+		b.Value = float64(s.meta.DesiredReplicas)
+	}
+	return b, nil
+}
+
+// Close does nothing; it is safe to call more than once.
+func (s *Source) Close() error {
+	return nil
+}

@@ -1,0 +1,35 @@
+package sources
+
+import (
+	"errors"
+	"fmt"
+)
+
+// ErrDuplicateType is returned (wrapped with the type) when a trigger type is registered twice.
+var ErrDuplicateType = errors.New("duplicate trigger type")
+
+// ErrNotFound is wrapped by Backlog errors when the queue or entity a trigger reads does not exist.
+var ErrNotFound = errors.New("not found")
+
+// ConfigError is a permanent configuration error. Field names the offending field relative to the trigger, e.g.
+// "metadata.queueURL", "metadata.queueLength", "authenticationRef" or "type".
+type ConfigError struct {
+	Field  string
+	Detail string
+}
+
+// Error returns "<field>: <detail>".
+func (e *ConfigError) Error() string {
+	return e.Field + ": " + e.Detail
+}
+
+// ConfigErrorf returns a *ConfigError for field with a formatted detail.
+func ConfigErrorf(field, format string, args ...any) *ConfigError {
+	return &ConfigError{Field: field, Detail: fmt.Sprintf(format, args...)}
+}
+
+// IsConfigError reports whether err is or wraps a *ConfigError.
+func IsConfigError(err error) bool {
+	var ce *ConfigError
+	return errors.As(err, &ce)
+}

@@ -1,0 +1,148 @@
+package sqs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/smithy-go"
+
+	"github.com/kubedispatch/kubedispatch/sources"
+)
+
+// Type is the trigger type this package implements.
+const Type = "aws-sqs-queue"
+
+// Register adds the aws-sqs-queue factory to r.
+func Register(r *sources.Registry) error {
+	return r.Register(Type, New)
+}
+
+// API is the single SQS call the source makes. *sqs.Client implements it; tests pass a fake.
+type API interface {
+	GetQueueAttributes(ctx context.Context, in *awssqs.GetQueueAttributesInput, optFns ...func(*awssqs.Options)) (*awssqs.GetQueueAttributesOutput, error)
+}
+
+// Source reads an SQS queue's backlog. It is safe for concurrent use.
+type Source struct {
+	meta  Metadata
+	api   API
+	attrs []types.QueueAttributeName
+}
+
+var _ sources.Source = (*Source)(nil)
+
+// New is the aws-sqs-queue sources.Factory. It validates cfg and builds an SQS client from the default AWS
+// configuration (which honours AWS_ENDPOINT_URL_SQS and the environment's credentials), the trigger's region, its
+// optional endpoint and its static credentials if any. It makes no network call.
+func New(ctx context.Context, cfg sources.Config) (sources.Source, error) {
+	m, creds, err := parse(cfg)
+	if err != nil {
+		return nil, err
+	}
+	opts := []func(*config.LoadOptions) error{config.WithRegion(m.Region)}
+	if creds != nil {
+		opts = append(opts, config.WithCredentialsProvider(creds))
+	}
+	awsCfg, err := config.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("loading AWS configuration for SQS queue %s: %w", m.QueueName, err)
+	}
+	client := awssqs.NewFromConfig(awsCfg, func(o *awssqs.Options) {
+		if m.Endpoint != "" {
+			o.BaseEndpoint = aws.String(m.Endpoint)
+		}
+	})
+	return newSource(m, client), nil
+}
+
+// NewWithAPI validates cfg and returns a Source that reads through api. Authentication parameters are validated but
+// not used: api carries its own credentials.
+func NewWithAPI(cfg sources.Config, api API) (*Source, error) {
+	m, _, err := parse(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return newSource(m, api), nil
+}
+
+func newSource(m Metadata, api API) *Source {
+	attrs := []types.QueueAttributeName{types.QueueAttributeNameApproximateNumberOfMessages}
+	if m.ScaleOnInFlight {
+		attrs = append(attrs, types.QueueAttributeNameApproximateNumberOfMessagesNotVisible)
+	}
+	if m.ScaleOnDelayed {
+		attrs = append(attrs, types.QueueAttributeNameApproximateNumberOfMessagesDelayed)
+	}
+	return &Source{meta: m, api: api, attrs: attrs}
+}
+
+// Metadata returns the parsed trigger metadata.
+func (s *Source) Metadata() Metadata {
+	return s.meta
+}
+
+// Backlog sums the queue's visible messages, plus in-flight ones if ScaleOnInFlight and delayed ones if
+// ScaleOnDelayed. A missing queue yields an error wrapping sources.ErrNotFound; a missing or non-integer attribute in
+// the response is a (transient) error.
+func (s *Source) Backlog(ctx context.Context, now time.Time) (sources.Backlog, error) {
+	out, err := s.api.GetQueueAttributes(ctx, &awssqs.GetQueueAttributesInput{
+		QueueUrl:       aws.String(s.meta.QueueURL),
+		AttributeNames: s.attrs,
+	})
+	if err != nil {
+		if queueDoesNotExist(err) {
+			return sources.Backlog{}, fmt.Errorf("reading attributes of SQS queue %s: queue %w: %w", s.meta.QueueURL, sources.ErrNotFound, err)
+		}
+		return sources.Backlog{}, fmt.Errorf("reading attributes of SQS queue %s: %w", s.meta.QueueURL, err)
+	}
+	var attributes map[string]string
+	if out != nil {
+		attributes = out.Attributes
+	}
+	var q int64
+	for _, name := range s.attrs {
+		raw, ok := attributes[string(name)]
+		if !ok {
+			return sources.Backlog{}, fmt.Errorf("reading attributes of SQS queue %s: response has no %s", s.meta.QueueURL, name)
+		}
+		n, err := strconv.ParseInt(raw, 10, 64)
+		if err != nil {
+			return sources.Backlog{}, fmt.Errorf("reading attributes of SQS queue %s: %s is %q, not an integer", s.meta.QueueURL, name, raw)
+		}
+		q += n
+	}
+	return sources.Backlog{
+		Value:     float64(q),
+		Target:    float64(s.meta.QueueLength),
+		Active:    q > s.meta.ActivationQueueLength,
+		SampledAt: now,
+	}, nil
+}
+
+// Close releases nothing (the SDK client holds no resources that need closing); it is safe to call more than once.
+func (s *Source) Close() error {
+	return nil
+}
+
+// queueDoesNotExist reports whether err says the queue does not exist, as a typed error or by its AWS error code.
+func queueDoesNotExist(err error) bool {
+	var qne *types.QueueDoesNotExist
+	if errors.As(err, &qne) {
+		return true
+	}
+	var apiErr smithy.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode() {
+		case "QueueDoesNotExist", "AWS.SimpleQueueService.NonExistentQueue":
+			return true
+		}
+	}
+	return false
+}
