@@ -307,7 +307,9 @@ func TestLocalClusterCommandUpDownRepeated(t *testing.T) {
 		t.Fatal(err)
 	}
 	bin := filepath.Join(t.TempDir(), "localcluster")
-	if out, err := exec.Command("go", "build", "-o", bin, "./e2e/cmd/localcluster").CombinedOutput(); err != nil {
+	build := exec.Command("go", "build", "-o", bin, "./e2e/cmd/localcluster")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building localcluster: %v\n%s", err, out)
 	}
 	dir := t.TempDir()

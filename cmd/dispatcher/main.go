@@ -1,0 +1,176 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/selection"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/kubedispatch/kubedispatch/api/v1alpha1"
+	"github.com/kubedispatch/kubedispatch/dispatch"
+	"github.com/kubedispatch/kubedispatch/sources"
+	"github.com/kubedispatch/kubedispatch/sources/cron"
+	"github.com/kubedispatch/kubedispatch/sources/sqs"
+)
+
+// registrations lists every trigger type the dispatcher knows.
+var registrations = []func(*sources.Registry) error{
+	sqs.Register,
+	cron.Register,
+}
+
+func main() {
+	var opts Options
+	fs := flag.NewFlagSet("dispatcher", flag.ExitOnError)
+	opts.AddFlags(fs)
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(fs)
+	_ = fs.Parse(os.Args[1:])
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	klog.SetLogger(ctrl.Log)
+	if err := run(ctrl.SetupSignalHandler(), opts); err != nil {
+		ctrl.Log.Error(err, "Dispatcher stopped")
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, opts Options) error {
+	if err := opts.Validate(); err != nil {
+		return err
+	}
+	cfg, err := restConfig(opts.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	cfg.QPS, cfg.Burst = float32(opts.KubeAPIQPS), opts.KubeAPIBurst
+	cfg.UserAgent = "kubedispatch-dispatcher"
+
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return fmt.Errorf("building scheme: %w", err)
+	}
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		return fmt.Errorf("building scheme: %w", err)
+	}
+	cacheOpts, err := cacheOptions(opts)
+	if err != nil {
+		return err
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                        scheme,
+		Cache:                         cacheOpts,
+		Metrics:                       metricsserver.Options{BindAddress: opts.MetricsBindAddress},
+		HealthProbeBindAddress:        opts.HealthProbeBindAddress,
+		LeaderElection:                opts.LeaderElect,
+		LeaderElectionID:              "dispatcher.kubedispatch.io",
+		LeaderElectionNamespace:       opts.LeaderElectionNamespace,
+		LeaderElectionReleaseOnCancel: true,
+		LeaseDuration:                 &opts.LeaseDuration,
+		RenewDeadline:                 &opts.RenewDeadline,
+		RetryPeriod:                   &opts.RetryPeriod,
+		Client:                        client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
+	})
+	if err != nil {
+		return fmt.Errorf("creating manager: %w", err)
+	}
+	registry := sources.NewRegistry()
+	for _, register := range registrations {
+		if err := register(registry); err != nil {
+			return fmt.Errorf("registering trigger types: %w", err)
+		}
+	}
+	r := &dispatch.Reconciler{
+		Client:               mgr.GetClient(),
+		APIReader:            mgr.GetAPIReader(),
+		Registry:             registry,
+		Clock:                clock.RealClock{},
+		Recorder:             mgr.GetEventRecorder("kubedispatch"),
+		Metrics:              dispatch.NewMetrics(metrics.Registry),
+		ClusterAuthNamespace: opts.Namespace,
+		CreateWorkers:        opts.CreateWorkers,
+	}
+	if err := r.SetupWithManager(mgr, opts.Concurrency); err != nil {
+		return fmt.Errorf("setting up the ScaledJob controller: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return fmt.Errorf("adding health check: %w", err)
+	}
+	if err := mgr.AddReadyzCheck("informers", func(req *http.Request) error {
+		if !mgr.GetCache().WaitForCacheSync(req.Context()) {
+			return errors.New("informer caches not synced")
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("adding readiness check: %w", err)
+	}
+	ctrl.Log.Info("Starting dispatcher", "triggerTypes", registry.Types(), "leaderElect", opts.LeaderElect,
+		"watchNamespaces", opts.Namespaces(), "kubeAPIQPS", opts.KubeAPIQPS, "kubeAPIBurst", opts.KubeAPIBurst)
+	if err := mgr.Start(ctx); err != nil {
+		return fmt.Errorf("running manager: %w", err)
+	}
+	return nil
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig != "" {
+		cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+		if err != nil {
+			return nil, fmt.Errorf("loading kubeconfig %s: %w", kubeconfig, err)
+		}
+		return cfg, nil
+	}
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return nil, fmt.Errorf("loading in-cluster config (set --kubeconfig to run outside a cluster): %w", err)
+	}
+	return cfg, nil
+}
+
+// cacheOptions restricts the informers: Jobs and pods only with the kubedispatch.io/scaledjob label, so memory
+// does not grow with the rest of the cluster's workload; namespaces and the ScaledJob selector from the flags.
+func cacheOptions(opts Options) (cache.Options, error) {
+	managed, err := labels.NewRequirement(v1alpha1.LabelScaledJob, selection.Exists, nil)
+	if err != nil {
+		return cache.Options{}, fmt.Errorf("building label selector: %w", err)
+	}
+	byManaged := labels.NewSelector().Add(*managed)
+	byObject := map[client.Object]cache.ByObject{
+		&batchv1.Job{}: {Label: byManaged},
+		&corev1.Pod{}:  {Label: byManaged},
+	}
+	if opts.WatchLabelSelector != "" {
+		sel, err := labels.Parse(opts.WatchLabelSelector)
+		if err != nil {
+			return cache.Options{}, fmt.Errorf("parsing --watch-label-selector %q: %w", opts.WatchLabelSelector, err)
+		}
+		byObject[&v1alpha1.ScaledJob{}] = cache.ByObject{Label: sel}
+	}
+	co := cache.Options{ByObject: byObject}
+	if ns := opts.Namespaces(); len(ns) > 0 {
+		co.DefaultNamespaces = map[string]cache.Config{}
+		for _, n := range ns {
+			co.DefaultNamespaces[n] = cache.Config{}
+		}
+	}
+	return co, nil
+}

@@ -1,0 +1,119 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Options are the process settings. Each flag can also be set by the environment variable named on its line;
+// a flag given on the command line wins.
+type Options struct {
+	Kubeconfig              string        // --kubeconfig, KUBECONFIG
+	LeaderElect             bool          // --leader-elect, KUBEDISPATCH_LEADER_ELECT
+	LeaderElectionNamespace string        // --leader-election-namespace, KUBEDISPATCH_LEADER_ELECTION_NAMESPACE (default: POD_NAMESPACE, else "default")
+	LeaseDuration           time.Duration // --leader-elect-lease-duration, KUBEDISPATCH_LEADER_ELECT_LEASE_DURATION
+	RenewDeadline           time.Duration // --leader-elect-renew-deadline, KUBEDISPATCH_LEADER_ELECT_RENEW_DEADLINE
+	RetryPeriod             time.Duration // --leader-elect-retry-period, KUBEDISPATCH_LEADER_ELECT_RETRY_PERIOD
+	MetricsBindAddress      string        // --metrics-bind-address, KUBEDISPATCH_METRICS_BIND_ADDRESS ("0" disables)
+	HealthProbeBindAddress  string        // --health-probe-bind-address, KUBEDISPATCH_HEALTH_PROBE_BIND_ADDRESS ("0" disables)
+	KubeAPIQPS              float64       // --kube-api-qps, KUBEDISPATCH_KUBE_API_QPS
+	KubeAPIBurst            int           // --kube-api-burst, KUBEDISPATCH_KUBE_API_BURST
+	WatchNamespace          string        // --watch-namespace, WATCH_NAMESPACE (comma-separated; empty = all)
+	WatchLabelSelector      string        // --watch-label-selector, WATCH_LABEL_SELECTOR (ScaledJobs only)
+	Namespace               string        // --namespace, POD_NAMESPACE: the dispatcher's own namespace (ClusterTriggerAuthentication Secrets)
+	Concurrency             int           // --concurrency, KUBEDISPATCH_CONCURRENCY: ScaledJobs reconciled in parallel
+	CreateWorkers           int           // --create-workers, KUBEDISPATCH_CREATE_WORKERS: parallel Job creations per tick
+}
+
+// AddFlags registers the flags with their env defaults.
+func (o *Options) AddFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", env("KUBECONFIG", ""), "path to a kubeconfig; in-cluster config when empty (env KUBECONFIG)")
+	fs.BoolVar(&o.LeaderElect, "leader-elect", envBool("KUBEDISPATCH_LEADER_ELECT", true), "elect a leader so only one replica dispatches (env KUBEDISPATCH_LEADER_ELECT)")
+	fs.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", env("KUBEDISPATCH_LEADER_ELECTION_NAMESPACE", env("POD_NAMESPACE", "default")), "namespace of the leader-election Lease (env KUBEDISPATCH_LEADER_ELECTION_NAMESPACE)")
+	fs.DurationVar(&o.LeaseDuration, "leader-elect-lease-duration", envDuration("KUBEDISPATCH_LEADER_ELECT_LEASE_DURATION", 15*time.Second), "leader lease duration (env KUBEDISPATCH_LEADER_ELECT_LEASE_DURATION)")
+	fs.DurationVar(&o.RenewDeadline, "leader-elect-renew-deadline", envDuration("KUBEDISPATCH_LEADER_ELECT_RENEW_DEADLINE", 10*time.Second), "leader renew deadline (env KUBEDISPATCH_LEADER_ELECT_RENEW_DEADLINE)")
+	fs.DurationVar(&o.RetryPeriod, "leader-elect-retry-period", envDuration("KUBEDISPATCH_LEADER_ELECT_RETRY_PERIOD", 2*time.Second), "leader retry period (env KUBEDISPATCH_LEADER_ELECT_RETRY_PERIOD)")
+	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", env("KUBEDISPATCH_METRICS_BIND_ADDRESS", ":8080"), "address of /metrics; 0 disables (env KUBEDISPATCH_METRICS_BIND_ADDRESS)")
+	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", env("KUBEDISPATCH_HEALTH_PROBE_BIND_ADDRESS", ":8081"), "address of /healthz and /readyz; 0 disables (env KUBEDISPATCH_HEALTH_PROBE_BIND_ADDRESS)")
+	fs.Float64Var(&o.KubeAPIQPS, "kube-api-qps", envFloat("KUBEDISPATCH_KUBE_API_QPS", 100), "client QPS towards the API server (client-go default is 5) (env KUBEDISPATCH_KUBE_API_QPS)")
+	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", envInt("KUBEDISPATCH_KUBE_API_BURST", 200), "client burst towards the API server (client-go default is 10) (env KUBEDISPATCH_KUBE_API_BURST)")
+	fs.StringVar(&o.WatchNamespace, "watch-namespace", env("WATCH_NAMESPACE", ""), "comma-separated namespaces to watch; all when empty (env WATCH_NAMESPACE)")
+	fs.StringVar(&o.WatchLabelSelector, "watch-label-selector", env("WATCH_LABEL_SELECTOR", ""), "only ScaledJobs matching this label selector (env WATCH_LABEL_SELECTOR)")
+	fs.StringVar(&o.Namespace, "namespace", env("POD_NAMESPACE", "default"), "the dispatcher's own namespace, where ClusterTriggerAuthentication Secrets are read (env POD_NAMESPACE)")
+	fs.IntVar(&o.Concurrency, "concurrency", envInt("KUBEDISPATCH_CONCURRENCY", 8), "ScaledJobs reconciled in parallel (env KUBEDISPATCH_CONCURRENCY)")
+	fs.IntVar(&o.CreateWorkers, "create-workers", envInt("KUBEDISPATCH_CREATE_WORKERS", 32), "parallel Job creations within one tick (env KUBEDISPATCH_CREATE_WORKERS)")
+}
+
+// Validate reports bad settings, naming the flag.
+func (o *Options) Validate() error {
+	var errs []string
+	if o.KubeAPIQPS <= 0 {
+		errs = append(errs, "--kube-api-qps must be > 0")
+	}
+	if o.KubeAPIBurst <= 0 {
+		errs = append(errs, "--kube-api-burst must be > 0")
+	}
+	if o.Concurrency < 1 {
+		errs = append(errs, "--concurrency must be >= 1")
+	}
+	if o.CreateWorkers < 1 {
+		errs = append(errs, "--create-workers must be >= 1")
+	}
+	if o.LeaderElect && o.RenewDeadline >= o.LeaseDuration {
+		errs = append(errs, "--leader-elect-renew-deadline must be shorter than --leader-elect-lease-duration")
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("invalid options: %s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// Namespaces returns the watched namespaces (nil = all).
+func (o *Options) Namespaces() []string {
+	var out []string
+	for _, ns := range strings.Split(o.WatchNamespace, ",") {
+		if ns = strings.TrimSpace(ns); ns != "" {
+			out = append(out, ns)
+		}
+	}
+	return out
+}
+
+func env(k, def string) string {
+	if v, ok := os.LookupEnv(k); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+func envBool(k string, def bool) bool {
+	if b, err := strconv.ParseBool(env(k, "")); err == nil {
+		return b
+	}
+	return def
+}
+
+func envInt(k string, def int) int {
+	if i, err := strconv.Atoi(env(k, "")); err == nil {
+		return i
+	}
+	return def
+}
+
+func envFloat(k string, def float64) float64 {
+	if f, err := strconv.ParseFloat(env(k, ""), 64); err == nil {
+		return f
+	}
+	return def
+}
+
+func envDuration(k string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(env(k, "")); err == nil {
+		return d
+	}
+	return def
+}
