@@ -57,14 +57,9 @@ func (r *Reconciler) createJobs(ctx context.Context, sj *v1alpha1.ScaledJob, n i
 		log.Info("Created Jobs", "count", len(created), "requested", n)
 	}
 	if len(failed) > 0 {
-		// One event per distinct message: a quota refusal for 50 Jobs is one line, not 50.
-		seen := map[string]bool{}
-		for _, err := range failed {
-			if msg := err.Error(); !seen[msg] {
-				seen[msg] = true
-				r.Recorder.Eventf(sj, nil, corev1.EventTypeWarning, ReasonJobCreateFailed, "CreateJobs", "%s", truncate(msg, 1000))
-			}
-		}
+		// One event per tick, not one per Job: a quota refusal for 50 Jobs is one line.
+		r.Recorder.Eventf(sj, nil, corev1.EventTypeWarning, ReasonJobCreateFailed, "CreateJobs",
+			"%d of %d Job creations were refused; first error: %s", len(failed), n, truncate(failed[0].Error(), 800))
 		return int64(len(created)), fmt.Errorf("creating %d of %d Jobs failed: %w", len(failed), n, errors.Join(failed...))
 	}
 	return int64(len(created)), nil
@@ -93,19 +88,23 @@ func (r *Reconciler) createOne(ctx context.Context, sj *v1alpha1.ScaledJob) (str
 // rollout deletes Jobs of older generations when rollout.strategy is immediate. With gradual (the default) it does
 // nothing: running Jobs finish on the template they started with. A Job without the generation annotation is left
 // alone: it was not made by this dispatcher's rules, and a restart must never delete running work.
-func (r *Reconciler) rollout(ctx context.Context, sj *v1alpha1.ScaledJob, jobs []batchv1.Job) error {
+//
+// It returns the Jobs that remain (those not deleted), for history pruning to count.
+func (r *Reconciler) rollout(ctx context.Context, sj *v1alpha1.ScaledJob, jobs []batchv1.Job) ([]batchv1.Job, error) {
 	if sj.Spec.RolloutStrategy() != v1alpha1.RolloutImmediate {
-		return nil
+		return jobs, nil
 	}
 	current := strconv.FormatInt(sj.Generation, 10)
-	var old []batchv1.Job
+	var old, remaining []batchv1.Job
 	for _, j := range jobs {
 		if g, ok := j.Annotations[v1alpha1.AnnotationGeneration]; ok && g != current && j.DeletionTimestamp.IsZero() {
 			old = append(old, j)
+			continue
 		}
+		remaining = append(remaining, j)
 	}
 	if len(old) == 0 {
-		return nil
+		return jobs, nil
 	}
 	policy := sj.Spec.PropagationPolicy()
 	var errs []error
@@ -114,6 +113,7 @@ func (r *Reconciler) rollout(ctx context.Context, sj *v1alpha1.ScaledJob, jobs [
 		err := r.Client.Delete(ctx, &old[i], client.PropagationPolicy(policy))
 		if err != nil && !apierrors.IsNotFound(err) {
 			errs = append(errs, fmt.Errorf("deleting job %s of an older generation: %w", old[i].Name, err))
+			remaining = append(remaining, old[i])
 			continue
 		}
 		deleted++
@@ -124,7 +124,7 @@ func (r *Reconciler) rollout(ctx context.Context, sj *v1alpha1.ScaledJob, jobs [
 			"Deleted %d Job(s) of older generations (rollout.strategy immediate, generation %d)", deleted, sj.Generation)
 		logr.FromContextOrDiscard(ctx).Info("Deleted Jobs of older generations", "count", deleted, "generation", sj.Generation)
 	}
-	return errors.Join(errs...)
+	return remaining, errors.Join(errs...)
 }
 
 // pruneHistory deletes finished Jobs beyond the history limits.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -122,6 +121,7 @@ type observation struct {
 	statuses  []v1alpha1.TriggerStatus
 	err       error // first failed read (jobs or triggers); nil when the observation is complete
 	invalid   error // permanent configuration error of a trigger or its authentication
+	listed    int   // Jobs carrying the ScaledJob's label, owned or not
 }
 
 // Reconcile runs one tick for a ScaledJob.
@@ -180,11 +180,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	switch {
 	case obs.invalid != nil:
 		r.Metrics.ScaledJobInvalid.WithLabelValues(sj.Namespace, sj.Name).Set(1)
-		msg := obs.invalid.Error()
+		msg := describeInvalid(obs.invalid)
 		reason := "InvalidTrigger"
-		if field, ok := configField(obs.invalid); ok {
-			msg = field + ": " + msg
-		}
 		if !conditionIs(sj.Status.Conditions, v1alpha1.ConditionReady, metav1.ConditionFalse, reason, msg) {
 			r.Recorder.Eventf(&sj, nil, corev1.EventTypeWarning, ReasonTriggerError, "ReadTriggers", "%s", msg)
 			log.Info("Trigger configuration is invalid", "err", msg)
@@ -205,6 +202,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	default:
 		r.Metrics.ScaledJobInvalid.WithLabelValues(sj.Namespace, sj.Name).Set(0)
 		decision = Decide(r.inputs(&sj, obs))
+		log.V(1).Info("Decided", "labelled", obs.listed, "owned", len(obs.jobs), "unseen", obs.unseen, "running", obs.running, "pending", obs.pending, "create", decision.Create, "reason", decision.Reason)
 		r.Metrics.DecisionJobs.WithLabelValues(sj.Namespace, sj.Name).Set(float64(decision.Create))
 		now := metav1.NewTime(r.Clock.Now())
 		if decision.Active {
@@ -235,10 +233,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	// Housekeeping that is safe on a partial observation: it only deletes finished Jobs (history) and, with rollout
 	// immediate, Jobs of older generations. It needs the Job list itself to have been read.
 	if obs.jobs != nil {
-		if err := r.rollout(ctx, &sj, obs.jobs); err != nil {
+		remaining, err := r.rollout(ctx, &sj, obs.jobs)
+		if err != nil {
 			actErr = errors.Join(actErr, err)
 		}
-		if err := r.pruneHistory(ctx, &sj, obs.jobs); err != nil {
+		if err := r.pruneHistory(ctx, &sj, remaining); err != nil {
 			actErr = errors.Join(actErr, err)
 		}
 	}
@@ -254,6 +253,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err := r.writeStatus(ctx, &sj, status); err != nil {
 		return ctrl.Result{}, err
 	}
+	log.V(1).Info("Tick done", "requeueAfter", poll, "err", obs.err)
 	// Transient read failures requeue with the controller's back-off; everything else waits for the next poll.
 	if obs.err != nil {
 		return ctrl.Result{}, obs.err
@@ -280,6 +280,7 @@ func (r *Reconciler) observe(ctx context.Context, sj *v1alpha1.ScaledJob) observ
 		return obs
 	}
 	obs.jobs = ownedBy(jobs.Items, sj)
+	obs.listed = len(jobs.Items)
 	podsByJob := map[string][]corev1.Pod{}
 	for _, p := range pods.Items {
 		if name := jobNameOf(&p); name != "" {
@@ -396,11 +397,7 @@ func (r *Reconciler) failedStatuses(sj *v1alpha1.ScaledJob, err error) []v1alpha
 			out[i] = *prev.DeepCopy()
 		}
 		if i == idx {
-			msg := te.err.Error()
-			if f, ok := configField(err); ok {
-				msg = f + ": " + strings.TrimPrefix(msg, (&sources.ConfigError{}).Field)
-			}
-			out[i].LastError = truncate(msg, 500)
+			out[i].LastError = truncate(describe(err, false), 500)
 			r.Metrics.TriggerErrors.WithLabelValues(sj.Namespace, sj.Name, label, t.Type).Inc()
 		}
 	}

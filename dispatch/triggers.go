@@ -297,3 +297,24 @@ func sortedKeys[V any](m map[string]V) []string {
 	sort.Strings(keys)
 	return keys
 }
+
+// describeInvalid renders a trigger error for status and events: for a configuration error the full spec path
+// first, then what is wrong and which trigger, e.g.
+// "spec.triggers[0].metadata.queueURL: is required (...) (trigger sqs)".
+func describeInvalid(err error) string { return describe(err, true) }
+
+// describe is describeInvalid, naming the trigger only when withTrigger is set (a trigger's own status entry
+// already carries its name).
+func describe(err error, withTrigger bool) string {
+	var te *triggerError
+	var ce *sources.ConfigError
+	if errors.As(err, &ce) {
+		if field, ok := configField(err); ok {
+			if withTrigger && errors.As(err, &te) {
+				return fmt.Sprintf("%s: %s (trigger %s)", field, ce.Detail, te.name)
+			}
+			return field + ": " + ce.Detail
+		}
+	}
+	return err.Error()
+}

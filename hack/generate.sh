@@ -13,7 +13,7 @@ go tool controller-gen object:headerFile=hack/boilerplate.go.txt paths=./api/...
 # Stale CRDs of renamed kinds must not survive a regeneration.
 rm -f deploy/crd/*.yaml
 go tool controller-gen \
-  crd rbac:roleName=kubedispatch-manager \
+  crd:generateEmbeddedObjectMeta=true rbac:roleName=kubedispatch-manager \
   paths=./api/... paths=./jobtemplate/... \
   output:crd:artifacts:config=deploy/crd \
   output:rbac:artifacts:config=deploy/rbac

@@ -250,20 +250,20 @@ type ScaledJobStatus struct {
 
 	// active is the number of unfinished Jobs of this ScaledJob.
 	// +optional
-	Active int32 `json:"active,omitempty"`
+	Active int32 `json:"active"`
 
 	// pending is the number of unfinished Jobs whose pods are not yet running (see
 	// scalingStrategy.pendingPodConditions). They are included in active.
 	// +optional
-	Pending int32 `json:"pending,omitempty"`
+	Pending int32 `json:"pending"`
 
 	// succeeded is the number of successfully completed Jobs kept in history.
 	// +optional
-	Succeeded int32 `json:"succeeded,omitempty"`
+	Succeeded int32 `json:"succeeded"`
 
 	// failed is the number of failed Jobs kept in history.
 	// +optional
-	Failed int32 `json:"failed,omitempty"`
+	Failed int32 `json:"failed"`
 
 	// triggers reports, per trigger, the last reading of pending work.
 	// +optional
@@ -307,7 +307,7 @@ type TriggerStatus struct {
 
 	// active is true when the trigger reported pending work above its activation threshold.
 	// +optional
-	Active bool `json:"active,omitempty"`
+	Active bool `json:"active"`
 
 	// lastError is the error of the last reading, or empty when it succeeded.
 	// +optional

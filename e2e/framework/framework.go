@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -32,6 +33,8 @@ const PubSubProject = "kubedispatch-test"
 type Options struct {
 	// Scheme for the controller-runtime client; client-go's scheme when nil.
 	Scheme *runtime.Scheme
+	// CRDs, when set, is a directory of CRD manifests (deploy/crd) installed before the tests run.
+	CRDs string
 }
 
 var (
@@ -76,6 +79,17 @@ func Main(m *testing.M, opts Options) int {
 	stack = c
 	for k, v := range c.Env() {
 		os.Setenv(k, v)
+	}
+	if opts.CRDs != "" {
+		cl, err := client.New(c.RESTConfig(), client.Options{})
+		if err == nil {
+			err = InstallCRDs(context.Background(), cl, filepath.Join(root, opts.CRDs))
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "e2e: installing CRDs:", err)
+			_ = c.Stop()
+			return 1
+		}
 	}
 	code := m.Run()
 	if err := c.Stop(); err != nil {

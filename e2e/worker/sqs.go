@@ -21,8 +21,11 @@ import (
 // SQS is a worker simulator for one SQS queue and the pods matching a label selector in one namespace.
 //
 // kwok pods run nothing, so this plays the worker's part: when a pod is Running it receives one message and holds
-// its lease (extending the visibility timeout); when the pod Succeeds it deletes the message; when it Fails it makes
-// the message visible again. A pod that finds the queue empty is counted as idle: a Job that found no work.
+// its lease (extending the visibility timeout). A real worker deletes its message and then exits, so the message is
+// gone before the pod is Succeeded; the simulator does the same from the pod's kwok.test/run-for annotation: it
+// settles the message FinishMargin before the pod's planned end (delete, or release when the pod is annotated
+// kwok.test/outcome: fail), and at the latest when it sees the pod Succeeded or Failed. A pod that finds the queue
+// empty is counted as idle: a Job that found no work.
 type SQS struct {
 	Client    *sqs.Client
 	QueueURL  string
@@ -30,6 +33,8 @@ type SQS struct {
 	Namespace string
 	Selector  string // label selector of the pods to serve, e.g. "kubedispatch.io/scaledjob=etl"
 	Log       logr.Logger
+	// FinishMargin is how long before the pod's planned end the message is settled; default 300ms.
+	FinishMargin time.Duration
 
 	mu      sync.Mutex
 	pods    map[string]*podState
@@ -51,6 +56,7 @@ type podState struct {
 	messageID string
 	receipt   string
 	done      bool
+	settled   bool // the message was deleted or released (once)
 }
 
 const visibility = 30 // seconds; extended while the pod runs
@@ -157,6 +163,7 @@ func (w *SQS) handle(ctx context.Context, pod *corev1.Pod) {
 	switch pod.Status.Phase {
 	case corev1.PodRunning:
 		w.take(ctx, pod.Name, st)
+		w.planFinish(ctx, pod, st)
 	case corev1.PodSucceeded:
 		if prev != corev1.PodRunning {
 			// The Running phase was never observed (the informer coalesced it): take the message now.
@@ -166,6 +173,29 @@ func (w *SQS) handle(ctx context.Context, pod *corev1.Pod) {
 	case corev1.PodFailed:
 		w.finish(ctx, st, false)
 	}
+}
+
+// planFinish settles the message shortly before the pod's planned end, as a real worker would before exiting.
+func (w *SQS) planFinish(ctx context.Context, pod *corev1.Pod, st *podState) {
+	runFor := time.Second
+	if d, err := time.ParseDuration(pod.Annotations["kwok.test/run-for"]); err == nil {
+		runFor = d
+	}
+	margin := w.FinishMargin
+	if margin == 0 {
+		margin = 300 * time.Millisecond
+	}
+	started := time.Now()
+	if pod.Status.StartTime != nil {
+		started = pod.Status.StartTime.Time
+	}
+	succeed := pod.Annotations["kwok.test/outcome"] != "fail"
+	delay := time.Until(started.Add(runFor - margin))
+	time.AfterFunc(max(delay, 0), func() {
+		if ctx.Err() == nil {
+			w.finish(ctx, st, succeed)
+		}
+	})
 }
 
 func (w *SQS) take(ctx context.Context, pod string, st *podState) {
@@ -192,7 +222,11 @@ func (w *SQS) take(ctx context.Context, pod string, st *podState) {
 func (w *SQS) finish(ctx context.Context, st *podState, succeeded bool) {
 	w.mu.Lock()
 	receipt, id := st.receipt, st.messageID
-	st.done = true
+	if st.settled {
+		w.mu.Unlock()
+		return
+	}
+	st.settled, st.done = true, true
 	w.mu.Unlock()
 	if receipt == "" {
 		return
@@ -221,7 +255,7 @@ func (w *SQS) extendLeases(ctx context.Context) {
 	w.mu.Lock()
 	var receipts []string
 	for _, st := range w.pods {
-		if !st.done && st.receipt != "" {
+		if !st.settled && st.receipt != "" {
 			receipts = append(receipts, st.receipt)
 		}
 	}
