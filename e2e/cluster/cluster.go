@@ -247,7 +247,7 @@ func (c *Cluster) start(ctx context.Context, opts Options, progress io.Writer) e
 	fmt.Fprintln(progress, "starting kube-controller-manager, kube-scheduler and kwok")
 	kcm, err := c.launch("kube-controller-manager", logPath("kube-controller-manager"), nil, opts.Bins.ControllerManager,
 		"--kubeconfig="+c.Kubeconfig, "--authentication-kubeconfig="+c.Kubeconfig, "--authorization-kubeconfig="+c.Kubeconfig,
-		"--controllers=job-controller,serviceaccount-controller,garbage-collector-controller,ttl-after-finished-controller,namespace-controller,node-lifecycle-controller",
+		"--controllers=job-controller,serviceaccount-controller,garbage-collector-controller,ttl-after-finished-controller,namespace-controller,node-lifecycle-controller,resourcequota-controller",
 		"--leader-elect=false", "--secure-port=0", "--use-service-account-credentials=false",
 		"--kube-api-qps=300", "--kube-api-burst=600", "--concurrent-job-syncs=20")
 	if err != nil {

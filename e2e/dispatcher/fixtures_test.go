@@ -162,3 +162,7 @@ func queueCounts(f *framework.F, url string) (visible, inFlight int) {
 }
 
 var _ = testing.Verbose
+
+func clientKey(f *framework.F, name string) client.ObjectKey {
+	return client.ObjectKey{Namespace: f.Namespace, Name: name}
+}

@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -22,6 +23,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/kubedispatch/kubedispatch/e2e/cluster"
 )
@@ -50,6 +52,7 @@ var (
 // in a fresh temporary directory, so several test binaries can run at once, and exports KUBECONFIG,
 // AWS_ENDPOINT_URL_SQS, AWS_REGION, AWS credentials and PUBSUB_EMULATOR_HOST for code under test.
 func Main(m *testing.M, opts Options) int {
+	ctrllog.SetLogger(logr.Discard()) // test clients log nothing; the dispatcher under test has its own log
 	scheme = opts.Scheme
 	if scheme == nil {
 		scheme = clientgoscheme.Scheme

@@ -410,11 +410,11 @@ func TestParseReadsTheControllerProject(t *testing.T) {
 
 func TestSnakeCase(t *testing.T) {
 	cases := map[string]string{
-		"PullAckRequestCount":    "pull_ack_request_count",
-		"AckLatencies":           "ack_latencies",
-		"BacklogBytes":           "backlog_bytes",
-		"NumOutstandingMessages": "num_outstanding_messages",
-		"NumUndeliveredMessages": "num_undelivered_messages",
+		"PullAckRequestCount":     "pull_ack_request_count",
+		"AckLatencies":            "ack_latencies",
+		"BacklogBytes":            "backlog_bytes",
+		"NumOutstandingMessages":  "num_outstanding_messages",
+		"NumUndeliveredMessages":  "num_undelivered_messages",
 		"OldestUnackedMessageAge": "oldest_unacked_message_age",
 	}
 	for in, want := range cases {

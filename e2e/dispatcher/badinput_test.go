@@ -1,0 +1,200 @@
+package dispatcher
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kubedispatch/kubedispatch/api/v1alpha1"
+	"github.com/kubedispatch/kubedispatch/e2e/framework"
+)
+
+// waitReady waits until the Ready condition has the given status and its message contains every want string.
+func waitReady(f *framework.F, name string, status metav1.ConditionStatus, want ...string) *v1alpha1.ScaledJob {
+	f.T.Helper()
+	var sj *v1alpha1.ScaledJob
+	f.Eventually(fmt.Sprintf("Ready=%s on %s mentioning %q", status, name, want), 2*time.Minute, func() (bool, error) {
+		sj = getSJ(f, name)
+		c := condition(sj, v1alpha1.ConditionReady)
+		if c == nil || c.Status != status {
+			return false, fmt.Errorf("ready condition %+v", c)
+		}
+		for _, w := range want {
+			if !strings.Contains(c.Message, w) {
+				return false, fmt.Errorf("ready message %q", c.Message)
+			}
+		}
+		return true, nil
+	})
+	return sj
+}
+
+// Bad input gets Ready=False naming the field, creates no Jobs, and recovers when fixed.
+func TestBadInputNamesTheFieldAndRecovers(t *testing.T) {
+	f := framework.New(t)
+	url := f.CreateQueue("bad", nil)
+	f.SendMessages(url, 2, "m")
+	cases := map[string]struct {
+		build func(b *sjBuilder) *sjBuilder
+		want  []string
+		fix   func(sj *v1alpha1.ScaledJob)
+	}{
+		"unknown trigger type": {
+			build: func(b *sjBuilder) *sjBuilder {
+				return b.trigger(v1alpha1.ScaleTrigger{Type: "rabbitmq", Metadata: map[string]string{"queueName": "x"}})
+			},
+			want: []string{"spec.triggers[0].type", "rabbitmq", "aws-sqs-queue"},
+			fix: func(sj *v1alpha1.ScaledJob) {
+				sj.Spec.Triggers[0] = v1alpha1.ScaleTrigger{Type: "aws-sqs-queue", Metadata: sqsMetadata(url)}
+			},
+		},
+		"missing queueURL": {
+			build: func(b *sjBuilder) *sjBuilder { return b.sqs("", 1) },
+			want:  []string{"spec.triggers[0].metadata.queueURL"},
+			fix:   func(sj *v1alpha1.ScaledJob) { sj.Spec.Triggers[0].Metadata["queueURL"] = url },
+		},
+		"non-numeric queueLength": {
+			build: func(b *sjBuilder) *sjBuilder { return b.sqs(url, 1, "queueLength", "five") },
+			want:  []string{"spec.triggers[0].metadata.queueLength", "five"},
+			fix:   func(sj *v1alpha1.ScaledJob) { sj.Spec.Triggers[0].Metadata["queueLength"] = "1" },
+		},
+		"missing Secret": {
+			build: func(b *sjBuilder) *sjBuilder {
+				b = b.sqs(url, 1)
+				b.sj.Spec.Triggers[0].AuthenticationRef = &v1alpha1.AuthenticationRef{Name: "bad-auth-" + b.sj.Name}
+				return b
+			},
+			want: []string{"authenticationRef", "Secret", "not found"},
+		},
+	}
+	i := 0
+	names := map[string]string{}
+	for name, tc := range cases {
+		sjName := fmt.Sprintf("bad-%d", i)
+		i++
+		names[name] = sjName
+		b := tc.build(scaledJob(f, sjName).poll(2).runFor("10m"))
+		b.create(f)
+		if name == "missing Secret" {
+			ta := &v1alpha1.TriggerAuthentication{
+				ObjectMeta: metav1.ObjectMeta{Name: "bad-auth-" + sjName, Namespace: f.Namespace},
+				Spec: v1alpha1.TriggerAuthenticationSpec{SecretTargetRef: []v1alpha1.SecretTargetRef{
+					{Parameter: "awsAccessKeyID", Name: "sqs-creds", Key: "id"},
+					{Parameter: "awsSecretAccessKey", Name: "sqs-creds", Key: "secret"},
+				}},
+			}
+			if err := f.Client.Create(f.Ctx, ta); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	f.StartDispatcher()
+	for name, tc := range cases {
+		sjName := names[name]
+		t.Run(name, func(t *testing.T) {
+			waitReady(f, sjName, metav1.ConditionFalse, tc.want...)
+			waitDecisionAfter(f, sjName, time.Now().Add(time.Second))
+			if n := len(jobsOf(f, sjName)); n != 0 {
+				t.Fatalf("%d Jobs created for an invalid ScaledJob", n)
+			}
+		})
+	}
+	// Fix each one; each recovers and creates its 2 Jobs.
+	const secretValue = "s3cr3t-value-never-shown"
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "sqs-creds", Namespace: f.Namespace},
+		StringData: map[string]string{"id": "test", "secret": secretValue}}
+	if err := f.Client.Create(f.Ctx, secret); err != nil {
+		t.Fatal(err)
+	}
+	for name, tc := range cases {
+		if tc.fix != nil {
+			update(f, names[name], tc.fix)
+		}
+	}
+	for name := range cases {
+		sjName := names[name]
+		t.Run(name+" fixed", func(t *testing.T) {
+			waitReady(f, sjName, metav1.ConditionTrue)
+			f.Eventually("2 Jobs for "+sjName, time.Minute, func() (bool, error) { return len(jobsOf(f, sjName)) == 2, nil })
+		})
+	}
+	// The Secret's value never shows in status or events.
+	for _, sjName := range names {
+		sj := getSJ(f, sjName)
+		if strings.Contains(fmt.Sprintf("%+v", sj.Status), secretValue) {
+			t.Errorf("status of %s shows the secret value", sjName)
+		}
+	}
+	events, err := f.Clientset.CoreV1().Events(f.Namespace).List(f.Ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range events.Items {
+		if strings.Contains(e.Message, secretValue) {
+			t.Errorf("event %s shows the secret value", e.Name)
+		}
+	}
+}
+
+func sqsMetadata(url string) map[string]string {
+	return map[string]string{"queueURL": url, "queueLength": "1", "awsRegion": "us-east-1", "awsEndpoint": framework.Cluster().SQSEndpoint}
+}
+
+// min > max is refused by the API server (CEL rule), naming the field, so it never reaches the dispatcher.
+func TestMinAboveMaxRefusedByTheAPI(t *testing.T) {
+	f := framework.New(t)
+	b := scaledJob(f, "minmax").sqs("q", 1).min(5).max(2)
+	err := f.Client.Create(f.Ctx, b.sj)
+	if err == nil || !strings.Contains(err.Error(), "minReplicaCount") {
+		t.Fatalf("create with min 5 > max 2: err = %v, want a refusal naming minReplicaCount", err)
+	}
+}
+
+// A queue that does not exist, and an endpoint nothing listens on, give a trigger error in status and no Jobs.
+func TestUnreachableQueueIsATriggerError(t *testing.T) {
+	f := framework.New(t)
+	scaledJob(f, "noqueue").sqs(framework.Cluster().SQSEndpoint+"/123456789012/does-not-exist", 1).poll(2).create(f)
+	b := scaledJob(f, "noendpoint").sqs("http://127.0.0.1:1/123456789012/q", 1).poll(2)
+	b.sj.Spec.Triggers[0].Metadata["awsEndpoint"] = "http://127.0.0.1:1"
+	b.create(f)
+	f.StartDispatcher()
+	sj := waitReady(f, "noqueue", metav1.ConditionFalse, "TriggerError", "does-not-exist")
+	if sj.Status.Triggers[0].LastError == "" {
+		t.Errorf("status.triggers[0].lastError is empty")
+	}
+	waitReady(f, "noendpoint", metav1.ConditionFalse, "127.0.0.1:1")
+	for _, n := range []string{"noqueue", "noendpoint"} {
+		if got := len(jobsOf(f, n)); got != 0 {
+			t.Errorf("%s: %d Jobs created on a failed read", n, got)
+		}
+	}
+}
+
+// A create the API server refuses (a ResourceQuota on Jobs) is reported and does not stop the others.
+func TestRefusedCreatesAreReportedAndOthersProceed(t *testing.T) {
+	f := framework.New(t)
+	quota := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Name: "jobs", Namespace: f.Namespace},
+		Spec: corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{"count/jobs.batch": resource.MustParse("3")}}}
+	if err := f.Client.Create(f.Ctx, quota); err != nil {
+		t.Fatal(err)
+	}
+	f.Eventually("quota status", time.Minute, func() (bool, error) {
+		var q corev1.ResourceQuota
+		err := f.Client.Get(f.Ctx, clientKey(f, "jobs"), &q)
+		return err == nil && len(q.Status.Hard) > 0, err
+	})
+	url := f.CreateQueue("quota", nil)
+	f.SendMessages(url, 5, "m")
+	scaledJob(f, "quota").sqs(url, 1).poll(2).runFor("10m").create(f)
+	f.StartDispatcher()
+	sj := waitReady(f, "quota", metav1.ConditionFalse, "Jobs failed", "exceeded quota")
+	if n := len(jobsOf(f, "quota")); n != 3 {
+		t.Errorf("%d Jobs created under a quota of 3, want 3", n)
+	}
+	t.Logf("Ready message: %s", condition(sj, v1alpha1.ConditionReady).Message)
+}
