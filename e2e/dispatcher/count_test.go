@@ -187,4 +187,3 @@ func uids(jobs []batchv1.Job) map[types.UID]bool {
 	}
 	return m
 }
-

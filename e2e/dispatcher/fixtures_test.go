@@ -59,10 +59,13 @@ func (b *sjBuilder) trigger(t v1alpha1.ScaleTrigger) *sjBuilder {
 	return b
 }
 
-func (b *sjBuilder) max(n int32) *sjBuilder     { b.sj.Spec.MaxReplicaCount = &n; return b }
-func (b *sjBuilder) min(n int32) *sjBuilder     { b.sj.Spec.MinReplicaCount = &n; return b }
-func (b *sjBuilder) poll(s int32) *sjBuilder    { b.sj.Spec.PollingInterval = &s; return b }
-func (b *sjBuilder) runFor(d string) *sjBuilder { b.sj.Spec.JobTargetRef.Template.Annotations["kwok.test/run-for"] = d; return b }
+func (b *sjBuilder) max(n int32) *sjBuilder  { b.sj.Spec.MaxReplicaCount = &n; return b }
+func (b *sjBuilder) min(n int32) *sjBuilder  { b.sj.Spec.MinReplicaCount = &n; return b }
+func (b *sjBuilder) poll(s int32) *sjBuilder { b.sj.Spec.PollingInterval = &s; return b }
+func (b *sjBuilder) runFor(d string) *sjBuilder {
+	b.sj.Spec.JobTargetRef.Template.Annotations["kwok.test/run-for"] = d
+	return b
+}
 func (b *sjBuilder) strategy(s string) *sjBuilder {
 	b.sj.Spec.ScalingStrategy.Strategy = s
 	return b

@@ -337,6 +337,7 @@ func TestBacklogErrors(t *testing.T) {
 			if err == nil {
 				t.Fatalf("Backlog = %+v, want an error", got)
 			}
+			t.Logf("Backlog error: %v", err)
 			if !strings.HasPrefix(err.Error(), tc.wantPrefix) {
 				t.Errorf("error = %q, want prefix %q", err, tc.wantPrefix)
 			}
