@@ -13,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -20,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/kubedispatch/kubedispatch/api/v1alpha1"
 	"github.com/kubedispatch/kubedispatch/jobtemplate"
@@ -105,7 +107,10 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) error {
 		Named("scaledjob").
 		For(&v1alpha1.ScaledJob{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Owns(&batchv1.Job{}, builder.WithPredicates(jobDone)).
-		WithOptions(controller.Options{MaxConcurrentReconciles: concurrency}).
+		// Transient read failures retry with back-off from 100ms, capped at 30s (the default pollingInterval), so a
+		// long outage is noticed within 30s of its end instead of controller-runtime's default cap of 1000s.
+		WithOptions(controller.Options{MaxConcurrentReconciles: concurrency,
+			RateLimiter: workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](100*time.Millisecond, 30*time.Second)}).
 		Complete(r)
 }
 

@@ -177,8 +177,11 @@ func (r *Reconciler) resolveAuth(ctx context.Context, sj *v1alpha1.ScaledJob, re
 		}
 	}
 	identity := ""
-	if spec.PodIdentity != nil && spec.PodIdentity.Provider != "none" {
+	if spec.PodIdentity != nil && spec.PodIdentity.Provider != v1alpha1.ProviderNone {
 		identity = spec.PodIdentity.Provider
+		if spec.PodIdentity.RoleArn != "" {
+			params["awsRoleArn"] = spec.PodIdentity.RoleArn // assumed by the aws-sqs-queue source
+		}
 	}
 	return params, identity, nil
 }

@@ -39,10 +39,14 @@ const (
 
 // Defaults of the gcp-pubsub trigger (KEDA's).
 const (
-	DefaultMode                   = "SubscriptionSize"
-	DefaultValue                  = 10.0
-	DefaultTimeHorizon            = 2 * time.Minute
-	DefaultAggregatedTimeHorizon  = 5 * time.Minute
+	DefaultMode                  = "SubscriptionSize"
+	DefaultValue                 = 10.0
+	DefaultTimeHorizon           = 2 * time.Minute
+	DefaultAggregatedTimeHorizon = 5 * time.Minute
+)
+
+const (
+	// defaultModeMetric is what the default mode, SubscriptionSize, stands for.
 	defaultModeMetric             = "NumUndeliveredMessages"
 	metricPrefix                  = "pubsub.googleapis.com/"
 	podIdentityGCP                = "gcp"

@@ -2,6 +2,7 @@ package servicebus
 
 import (
 	"context"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"net/http"
@@ -183,7 +184,7 @@ func (s *Source) Close() error {
 func (s *Source) queue(ctx context.Context) (int64, error) {
 	resp, err := s.api.GetQueueRuntimeProperties(ctx, s.meta.QueueName, nil)
 	if err != nil {
-		return 0, fmt.Errorf("reading runtime properties of Service Bus queue %s in %s: %w", s.meta.QueueName, s.meta.Namespace, err)
+		return 0, fmt.Errorf("reading runtime properties of Service Bus queue %s in %s: %w", s.meta.QueueName, s.meta.Namespace, concise(err))
 	}
 	if resp == nil {
 		return 0, fmt.Errorf("reading runtime properties of Service Bus queue %s in %s: queue %w", s.meta.QueueName, s.meta.Namespace, sources.ErrNotFound)
@@ -194,7 +195,7 @@ func (s *Source) queue(ctx context.Context) (int64, error) {
 func (s *Source) subscription(ctx context.Context) (int64, error) {
 	resp, err := s.api.GetSubscriptionRuntimeProperties(ctx, s.meta.TopicName, s.meta.SubscriptionName, nil)
 	if err != nil {
-		return 0, fmt.Errorf("reading runtime properties of Service Bus subscription %s in %s: %w", s.meta.EntityName(), s.meta.Namespace, err)
+		return 0, fmt.Errorf("reading runtime properties of Service Bus subscription %s in %s: %w", s.meta.EntityName(), s.meta.Namespace, concise(err))
 	}
 	if resp == nil {
 		return 0, fmt.Errorf("reading runtime properties of Service Bus subscription %s in %s: subscription %w", s.meta.EntityName(), s.meta.Namespace, sources.ErrNotFound)
@@ -208,7 +209,7 @@ func (s *Source) queuesMatching(ctx context.Context) (int64, error) {
 	for pager.More() {
 		page, err := pager.NextPage(ctx)
 		if err != nil {
-			return 0, fmt.Errorf("listing Service Bus queues in %s: %w", s.meta.Namespace, err)
+			return 0, fmt.Errorf("listing Service Bus queues in %s: %w", s.meta.Namespace, concise(err))
 		}
 		for _, q := range page.QueueRuntimeProperties {
 			if s.pattern.MatchString(q.QueueName) {
@@ -227,9 +228,9 @@ func (s *Source) subscriptionsMatching(ctx context.Context) (int64, error) {
 		page, err := pager.NextPage(ctx)
 		if err != nil {
 			if isNotFound(err) {
-				return 0, fmt.Errorf("listing subscriptions of Service Bus topic %s in %s: topic %w: %w", s.meta.TopicName, s.meta.Namespace, sources.ErrNotFound, err)
+				return 0, fmt.Errorf("listing subscriptions of Service Bus topic %s in %s: topic %w: %w", s.meta.TopicName, s.meta.Namespace, sources.ErrNotFound, concise(err))
 			}
-			return 0, fmt.Errorf("listing subscriptions of Service Bus topic %s in %s: %w", s.meta.TopicName, s.meta.Namespace, err)
+			return 0, fmt.Errorf("listing subscriptions of Service Bus topic %s in %s: %w", s.meta.TopicName, s.meta.Namespace, concise(err))
 		}
 		for _, sub := range page.SubscriptionRuntimeProperties {
 			if s.pattern.MatchString(sub.SubscriptionName) {
@@ -238,6 +239,45 @@ func (s *Source) subscriptionsMatching(ctx context.Context) (int64, error) {
 		}
 	}
 	return Combine(counts, s.meta.Operation), nil
+}
+
+// httpError renders an administration API error on one line, "GET <url>: HTTP <status>: <detail>", instead of
+// azcore's multi-line block, and keeps the *azcore.ResponseError for errors.As. Other errors pass through.
+type httpError struct {
+	re *azcore.ResponseError
+}
+
+func (e httpError) Error() string {
+	msg := fmt.Sprintf("HTTP %d", e.re.StatusCode)
+	if raw := e.re.RawResponse; raw != nil {
+		if raw.Request != nil && raw.Request.URL != nil {
+			u := *raw.Request.URL
+			u.RawQuery = "" // only the api-version
+			msg = raw.Request.Method + " " + u.String() + ": " + msg
+		}
+		if body, err := runtime.Payload(raw); err == nil {
+			var mgmt struct {
+				Detail string `xml:"Detail"`
+			}
+			if xml.Unmarshal(body, &mgmt) == nil && mgmt.Detail != "" {
+				msg += ": " + mgmt.Detail
+			}
+		}
+	}
+	return msg
+}
+
+func (e httpError) Unwrap() error {
+	return e.re
+}
+
+// concise wraps an *azcore.ResponseError in httpError.
+func concise(err error) error {
+	var re *azcore.ResponseError
+	if errors.As(err, &re) {
+		return httpError{re: re}
+	}
+	return err
 }
 
 // isNotFound reports whether err is an HTTP 404 from the administration API.

@@ -284,47 +284,52 @@ func TestBacklogErrors(t *testing.T) {
 	conn := withEnv("SB_CONN", connString(host))
 	cases := map[string]struct {
 		opts         []func(*sources.Config)
-		wantPrefix   string
+		wantMsg      string
 		wantNotFound bool
+		wantStatus   int
 	}{
 		"missing queue (empty feed)": {
 			opts:         []func(*sources.Config){withMeta("queueName", "nope")},
-			wantPrefix:   "reading runtime properties of Service Bus queue nope in " + host + ": queue not found",
+			wantMsg:      "reading runtime properties of Service Bus queue nope in " + host + ": queue not found",
 			wantNotFound: true,
 		},
 		"missing queue (404)": {
 			opts:         []func(*sources.Config){withMeta("queueName", "gone404")},
-			wantPrefix:   "reading runtime properties of Service Bus queue gone404 in " + host + ": queue not found",
+			wantMsg:      "reading runtime properties of Service Bus queue gone404 in " + host + ": queue not found",
 			wantNotFound: true,
 		},
 		"missing subscription": {
 			opts:         []func(*sources.Config){subscriptionEntity, withMeta("subscriptionName", "nope")},
-			wantPrefix:   "reading runtime properties of Service Bus subscription orders/Subscriptions/nope in " + host + ": subscription not found",
+			wantMsg:      "reading runtime properties of Service Bus subscription orders/Subscriptions/nope in " + host + ": subscription not found",
 			wantNotFound: true,
 		},
 		"missing topic": {
 			opts:         []func(*sources.Config){subscriptionEntity, withMeta("topicName", "nobody")},
-			wantPrefix:   "reading runtime properties of Service Bus subscription nobody/Subscriptions/workers in " + host + ": subscription not found",
+			wantMsg:      "reading runtime properties of Service Bus subscription nobody/Subscriptions/workers in " + host + ": subscription not found",
 			wantNotFound: true,
 		},
 		"server error is transient": {
 			opts:       []func(*sources.Config){withMeta("queueName", "boom")},
-			wantPrefix: "reading runtime properties of Service Bus queue boom in " + host + ": ",
+			wantMsg:    "reading runtime properties of Service Bus queue boom in " + host + ": GET https://" + host + "/boom: HTTP 500: forced by the test",
+			wantStatus: http.StatusInternalServerError,
 		},
 		"unauthorized is transient": {
 			opts:       []func(*sources.Config){withMeta("queueName", "denied")},
-			wantPrefix: "reading runtime properties of Service Bus queue denied in " + host + ": ",
+			wantMsg:    "reading runtime properties of Service Bus queue denied in " + host + ": GET https://" + host + "/denied: HTTP 401: forced by the test",
+			wantStatus: http.StatusUnauthorized,
 		},
 		"listing a missing topic's subscriptions": {
 			opts: []func(*sources.Config){subscriptionEntity, withMeta("useRegex", "true"),
 				withMeta("topicName", "missing-topic")},
-			wantPrefix:   "listing subscriptions of Service Bus topic missing-topic in " + host + ": topic not found: ",
+			wantMsg:      "listing subscriptions of Service Bus topic missing-topic in " + host + ": topic not found: GET https://" + host + "/missing-topic/Subscriptions: HTTP 404: forced by the test",
 			wantNotFound: true,
+			wantStatus:   http.StatusNotFound,
 		},
 		"listing error is transient": {
 			opts: []func(*sources.Config){subscriptionEntity, withMeta("useRegex", "true"),
 				withMeta("topicName", "broken-topic")},
-			wantPrefix: "listing subscriptions of Service Bus topic broken-topic in " + host + ": ",
+			wantMsg:    "listing subscriptions of Service Bus topic broken-topic in " + host + ": GET https://" + host + "/broken-topic/Subscriptions: HTTP 503: forced by the test",
+			wantStatus: http.StatusServiceUnavailable,
 		},
 	}
 	for name, tc := range cases {
@@ -337,9 +342,8 @@ func TestBacklogErrors(t *testing.T) {
 			if err == nil {
 				t.Fatalf("Backlog = %+v, want an error", got)
 			}
-			t.Logf("Backlog error: %v", err)
-			if !strings.HasPrefix(err.Error(), tc.wantPrefix) {
-				t.Errorf("error = %q, want prefix %q", err, tc.wantPrefix)
+			if diff := cmp.Diff(tc.wantMsg, err.Error()); diff != "" {
+				t.Errorf("error message mismatch (-want +got):\n%s", diff)
 			}
 			if got := errors.Is(err, sources.ErrNotFound); got != tc.wantNotFound {
 				t.Errorf("errors.Is(%v, ErrNotFound) = %v, want %v", err, got, tc.wantNotFound)
@@ -347,8 +351,12 @@ func TestBacklogErrors(t *testing.T) {
 			if sources.IsConfigError(err) {
 				t.Errorf("Backlog error %v is a ConfigError", err)
 			}
-			if strings.Contains(err.Error(), secretKey) {
-				t.Errorf("error %q quotes the SharedAccessKey", err)
+			var re *azcore.ResponseError
+			switch {
+			case tc.wantStatus == 0 && errors.As(err, &re):
+				t.Errorf("error %v wraps an HTTP error, want none", err)
+			case tc.wantStatus != 0 && (!errors.As(err, &re) || re.StatusCode != tc.wantStatus):
+				t.Errorf("error %v does not wrap an *azcore.ResponseError with status %d", err, tc.wantStatus)
 			}
 		})
 	}

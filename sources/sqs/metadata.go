@@ -133,9 +133,9 @@ func credentialsFor(cfg sources.Config) (aws.CredentialsProvider, error) {
 	p := cfg.Params()
 	id, secret, token := p.Auth(authAccessKeyID), p.Auth(authSecretAccessKey), p.Auth(authSessionToken)
 	switch {
-	case p.Auth(authRoleArn) != "":
+	case p.Auth(authRoleArn) != "" && id != "":
 		return nil, sources.ConfigErrorf(sources.AuthField,
-			"parameter %s is not supported; use podIdentity provider aws (IRSA or EKS Pod Identity) or access keys", authRoleArn)
+			"parameter %s and access keys are both set: use one (the role is assumed with the dispatcher's own identity)", authRoleArn)
 	case id != "" && secret == "":
 		return nil, sources.ConfigErrorf(sources.AuthField,
 			"parameter %s is missing (%s is set)", authSecretAccessKey, authAccessKeyID)

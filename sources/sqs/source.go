@@ -9,6 +9,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/smithy-go"
@@ -53,6 +55,11 @@ func New(ctx context.Context, cfg sources.Config) (sources.Source, error) {
 	awsCfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("loading AWS configuration for SQS queue %s: %w", m.QueueName, err)
+	}
+	// podIdentity aws with roleArn (TriggerAuthentication spec.podIdentity.roleArn, passed as awsRoleArn): assume that
+	// role with the dispatcher's own identity, as KEDA does.
+	if role := cfg.Params().Auth(authRoleArn); role != "" {
+		awsCfg.Credentials = aws.NewCredentialsCache(stscreds.NewAssumeRoleProvider(sts.NewFromConfig(awsCfg), role))
 	}
 	client := awssqs.NewFromConfig(awsCfg, func(o *awssqs.Options) {
 		if m.Endpoint != "" {

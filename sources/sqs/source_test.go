@@ -446,10 +446,10 @@ func TestCredentials(t *testing.T) {
 			wantErr: &sources.ConfigError{Field: "authenticationRef",
 				Detail: "parameter awsSessionToken needs awsAccessKeyID and awsSecretAccessKey"},
 		},
-		"role ARN is not supported": {
-			cfg: trigger(withAuth("awsRoleArn", "arn:aws:iam::123456789012:role/jobs")),
+		"role ARN with access keys": {
+			cfg: trigger(withAuth("awsRoleArn", "arn:aws:iam::123456789012:role/jobs"), withAuth("awsAccessKeyID", "ID"), withAuth("awsSecretAccessKey", "SECRET")),
 			wantErr: &sources.ConfigError{Field: "authenticationRef",
-				Detail: "parameter awsRoleArn is not supported; use podIdentity provider aws (IRSA or EKS Pod Identity) or access keys"},
+				Detail: "parameter awsRoleArn and access keys are both set: use one (the role is assumed with the dispatcher's own identity)"},
 		},
 		"foreign pod identity": {
 			cfg: trigger(withPodIdentity("gcp")),
