@@ -158,6 +158,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		r.Metrics.TickDuration.WithLabelValues("invalid").Observe(r.Clock.Since(start).Seconds())
 		r.setCondition(&sj, status, v1alpha1.ConditionReady, metav1.ConditionFalse, ReasonInvalidSpec, msg)
 		r.setCondition(&sj, status, v1alpha1.ConditionActive, metav1.ConditionFalse, ReasonInvalidSpec, "no Jobs are created until the spec is fixed")
+		status.LastDecision = &v1alpha1.Decision{Time: metav1.NewTime(r.Clock.Now()), Reason: "no Jobs: the spec is invalid: " + truncate(msg, 500)}
 		if !conditionIs(sj.Status.Conditions, v1alpha1.ConditionReady, metav1.ConditionFalse, ReasonInvalidSpec, msg) {
 			r.Recorder.Eventf(&sj, nil, corev1.EventTypeWarning, ReasonInvalidSpec, "Validate", "%s", msg)
 			log.Info("ScaledJob spec is invalid", "err", msg)
@@ -192,6 +193,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			log.Info("Trigger configuration is invalid", "err", msg)
 		}
 		r.setCondition(&sj, status, v1alpha1.ConditionReady, metav1.ConditionFalse, reason, msg)
+		status.LastDecision = &v1alpha1.Decision{Time: metav1.NewTime(r.Clock.Now()), Reason: "no Jobs: " + truncate(msg, 500)}
 	case obs.err != nil:
 		r.Metrics.ScaledJobInvalid.WithLabelValues(sj.Namespace, sj.Name).Set(0)
 		reason := ReasonTriggerError
@@ -204,6 +206,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			r.Recorder.Eventf(&sj, nil, corev1.EventTypeWarning, reason, "Observe", "%s", obs.err.Error())
 		}
 		r.setCondition(&sj, status, v1alpha1.ConditionReady, metav1.ConditionFalse, reason, msg)
+		status.LastDecision = &v1alpha1.Decision{Time: metav1.NewTime(r.Clock.Now()), Reason: "no Jobs: " + truncate(obs.err.Error(), 500) + " (retrying with back-off)"}
 	default:
 		r.Metrics.ScaledJobInvalid.WithLabelValues(sj.Namespace, sj.Name).Set(0)
 		decision = Decide(r.inputs(&sj, obs))

@@ -30,6 +30,8 @@ import (
 	"github.com/kubedispatch/kubedispatch/dispatch"
 	"github.com/kubedispatch/kubedispatch/sources"
 	"github.com/kubedispatch/kubedispatch/sources/cron"
+	"github.com/kubedispatch/kubedispatch/sources/pubsub"
+	"github.com/kubedispatch/kubedispatch/sources/servicebus"
 	"github.com/kubedispatch/kubedispatch/sources/sqs"
 )
 
@@ -37,6 +39,8 @@ import (
 var registrations = []func(*sources.Registry) error{
 	sqs.Register,
 	cron.Register,
+	pubsub.Register,
+	servicebus.Register,
 }
 
 func main() {

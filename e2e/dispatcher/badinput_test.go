@@ -163,7 +163,10 @@ func TestUnreachableQueueIsATriggerError(t *testing.T) {
 	b.sj.Spec.Triggers[0].Metadata["awsEndpoint"] = "http://127.0.0.1:1"
 	b.create(f)
 	f.StartDispatcher()
-	sj := waitReady(f, "noqueue", metav1.ConditionFalse, "TriggerError", "does-not-exist")
+	sj := waitReady(f, "noqueue", metav1.ConditionFalse, "does-not-exist")
+	if r := condition(sj, v1alpha1.ConditionReady).Reason; r != "TriggerError" {
+		t.Errorf("Ready reason = %s, want TriggerError", r)
+	}
 	if sj.Status.Triggers[0].LastError == "" {
 		t.Errorf("status.triggers[0].lastError is empty")
 	}
