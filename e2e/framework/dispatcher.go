@@ -119,6 +119,13 @@ type Dispatcher struct {
 // the test ends unless stopped before.
 func (f *F) StartDispatcher(extra ...string) *Dispatcher {
 	f.T.Helper()
+	return f.StartDispatcherWithEnv(nil, extra...)
+}
+
+// StartDispatcherWithEnv is StartDispatcher with extra environment variables (e.g. SSL_CERT_FILE to trust a test
+// server's certificate).
+func (f *F) StartDispatcherWithEnv(env map[string]string, extra ...string) *Dispatcher {
+	f.T.Helper()
 	bin, err := DispatcherBinary()
 	if err != nil {
 		f.T.Fatal(err)
@@ -142,6 +149,9 @@ func (f *F) StartDispatcher(extra ...string) *Dispatcher {
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.Env = os.Environ()
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		f.T.Fatalf("starting dispatcher: %v", err)
