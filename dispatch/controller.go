@@ -259,6 +259,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	r.Metrics.TickDuration.WithLabelValues(result).Observe(r.Clock.Since(start).Seconds())
 	if err := r.writeStatus(ctx, &sj, status); err != nil {
+		if apierrors.IsConflict(err) {
+			// The ScaledJob changed while this tick ran (an edit, a pause): tick again on the new version.
+			return ctrl.Result{RequeueAfter: 100 * time.Millisecond}, nil
+		}
 		return ctrl.Result{}, err
 	}
 	log.V(1).Info("Tick done", "requeueAfter", poll, "err", obs.err)

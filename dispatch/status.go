@@ -66,9 +66,11 @@ func (r *Reconciler) writeStatus(ctx context.Context, sj *v1alpha1.ScaledJob, st
 	if equality.Semantic.DeepEqual(&sj.Status, status) {
 		return nil
 	}
-	patch := client.MergeFrom(sj.DeepCopy())
+	// An update replaces the whole status, so zero counts and cleared fields are written too (a merge patch leaves
+	// omitted zero values untouched). A conflict requeues the ScaledJob; Jobs created this tick are remembered by
+	// the expectations, so the retry does not create them again.
 	sj.Status = *status
-	if err := r.Client.Status().Patch(ctx, sj, patch, client.FieldOwner(v1alpha1.FieldManager)); err != nil {
+	if err := r.Client.Status().Update(ctx, sj, client.FieldOwner(v1alpha1.FieldManager)); err != nil {
 		return fmt.Errorf("updating status of %s/%s: %w", sj.Namespace, sj.Name, err)
 	}
 	return nil
