@@ -140,3 +140,15 @@ func TestCRDFitsClientSideApply(t *testing.T) {
 		})
 	}
 }
+
+// The pod template's metadata must keep its labels and annotations: without generateEmbeddedObjectMeta the API
+// server prunes them silently, and every Job loses the template's labels and annotations.
+func TestCRDKeepsPodTemplateMetadata(t *testing.T) {
+	s := readCRDSchema(t, "kubedispatch.io_scaledjobs.yaml")
+	meta := prop(t, s, "spec", "jobTargetRef", "template", "metadata")
+	for _, field := range []string{"labels", "annotations"} {
+		if _, ok := meta.Properties[field]; !ok {
+			t.Errorf("spec.jobTargetRef.template.metadata has no %s in the schema: it would be pruned", field)
+		}
+	}
+}
