@@ -194,6 +194,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 		r.setCondition(&sj, status, v1alpha1.ConditionReady, metav1.ConditionFalse, reason, msg)
 		status.LastDecision = &v1alpha1.Decision{Time: metav1.NewTime(r.Clock.Now()), Reason: "no Jobs: " + truncate(msg, 500)}
+		r.setCondition(&sj, status, v1alpha1.ConditionActive, metav1.ConditionUnknown, reason, "activity is unknown until the trigger configuration is fixed")
 	case obs.err != nil:
 		r.Metrics.ScaledJobInvalid.WithLabelValues(sj.Namespace, sj.Name).Set(0)
 		reason := ReasonTriggerError
@@ -207,6 +208,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 		r.setCondition(&sj, status, v1alpha1.ConditionReady, metav1.ConditionFalse, reason, msg)
 		status.LastDecision = &v1alpha1.Decision{Time: metav1.NewTime(r.Clock.Now()), Reason: "no Jobs: " + truncate(obs.err.Error(), 500) + " (retrying with back-off)"}
+		r.setCondition(&sj, status, v1alpha1.ConditionActive, metav1.ConditionUnknown, reason, "activity is unknown until every read succeeds")
 	default:
 		r.Metrics.ScaledJobInvalid.WithLabelValues(sj.Namespace, sj.Name).Set(0)
 		decision = Decide(r.inputs(&sj, obs))

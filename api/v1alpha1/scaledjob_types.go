@@ -289,7 +289,7 @@ type ScaledJobStatus struct {
 
 // TriggerStatus is the last reading of one trigger.
 type TriggerStatus struct {
-	// name of the trigger, or empty when the trigger has no name.
+	// name of the trigger, or "<type>[<index>]" (e.g. "aws-sqs-queue[0]") when the trigger has no name.
 	// +optional
 	Name string `json:"name,omitempty"`
 

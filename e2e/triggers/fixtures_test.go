@@ -1,0 +1,247 @@
+package triggers
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/kubedispatch/kubedispatch/api/v1alpha1"
+	"github.com/kubedispatch/kubedispatch/e2e/framework"
+)
+
+// sjBuilder builds ScaledJobs for tests. Its Jobs' pods run for 10 minutes on kwok, so they stay unfinished.
+type sjBuilder struct{ sj *v1alpha1.ScaledJob }
+
+func scaledJob(f *framework.F, name string) *sjBuilder {
+	return &sjBuilder{sj: &v1alpha1.ScaledJob{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: f.Namespace},
+		Spec: v1alpha1.ScaledJobSpec{
+			PollingInterval: ptr.To[int32](2),
+			JobTargetRef: batchv1.JobSpec{
+				BackoffLimit: ptr.To[int32](0),
+				Template: corev1.PodTemplateSpec{
+					ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{"kwok.test/run-for": "10m"}},
+					Spec: corev1.PodSpec{
+						RestartPolicy: corev1.RestartPolicyNever,
+						Containers:    []corev1.Container{{Name: "worker", Image: "example.com/worker:1"}},
+					},
+				},
+			},
+		},
+	}}
+}
+
+// trigger appends a trigger named <type><index>; auth may be nil.
+func (b *sjBuilder) trigger(typ string, metadata map[string]string, auth *v1alpha1.AuthenticationRef) *sjBuilder {
+	b.sj.Spec.Triggers = append(b.sj.Spec.Triggers, v1alpha1.ScaleTrigger{
+		Type: typ, Name: fmt.Sprintf("%s%d", strings.ReplaceAll(typ, "-", ""), len(b.sj.Spec.Triggers)),
+		Metadata: metadata, AuthenticationRef: auth,
+	})
+	return b
+}
+
+func (b *sjBuilder) max(n int32) *sjBuilder  { b.sj.Spec.MaxReplicaCount = &n; return b }
+func (b *sjBuilder) poll(s int32) *sjBuilder { b.sj.Spec.PollingInterval = &s; return b }
+func (b *sjBuilder) calculation(c string) *sjBuilder {
+	b.sj.Spec.ScalingStrategy.MultipleScalersCalculation = c
+	return b
+}
+
+func (b *sjBuilder) create(f *framework.F) *v1alpha1.ScaledJob {
+	f.T.Helper()
+	if err := f.Client.Create(f.Ctx, b.sj); err != nil {
+		f.T.Fatalf("creating ScaledJob %s: %v", b.sj.Name, err)
+	}
+	return b.sj
+}
+
+// getSJ reads a ScaledJob.
+func getSJ(f *framework.F, name string) *v1alpha1.ScaledJob {
+	f.T.Helper()
+	var sj v1alpha1.ScaledJob
+	if err := f.Client.Get(f.Ctx, client.ObjectKey{Namespace: f.Namespace, Name: name}, &sj); err != nil {
+		f.T.Fatalf("reading ScaledJob %s: %v", name, err)
+	}
+	return &sj
+}
+
+// jobCount counts the Jobs labelled for a ScaledJob.
+func jobCount(f *framework.F, name string) int {
+	f.T.Helper()
+	var list batchv1.JobList
+	if err := f.Client.List(f.Ctx, &list, client.InNamespace(f.Namespace), client.MatchingLabels{v1alpha1.LabelScaledJob: name}); err != nil {
+		f.T.Fatalf("listing Jobs of %s: %v", name, err)
+	}
+	return len(list.Items)
+}
+
+// waitJobs waits until a ScaledJob has exactly want Jobs, failing at once if it ever has more.
+func waitJobs(f *framework.F, name string, want int) {
+	f.T.Helper()
+	f.Eventually(fmt.Sprintf("%d Jobs of %s", want, name), 3*time.Minute, func() (bool, error) {
+		n := jobCount(f, name)
+		if n > want {
+			f.T.Fatalf("%s has %d Jobs, want %d", name, n, want)
+		}
+		return n == want, fmt.Errorf("%d Jobs", n)
+	})
+}
+
+// waitDecisionAfter waits until the dispatcher has written a decision after the given time, so a full tick happened.
+func waitDecisionAfter(f *framework.F, name string, after time.Time) *v1alpha1.ScaledJob {
+	f.T.Helper()
+	var sj *v1alpha1.ScaledJob
+	f.Eventually("a decision of "+name+" after "+after.Format(time.RFC3339Nano), 2*time.Minute, func() (bool, error) {
+		sj = getSJ(f, name)
+		d := sj.Status.LastDecision
+		return d != nil && d.Time.Unix() > after.Unix(), nil // status times have second precision
+	})
+	return sj
+}
+
+// settledJobs waits for a tick that starts after want Jobs are seen and checks the count did not move.
+func settledJobs(f *framework.F, name string, want int) *v1alpha1.ScaledJob {
+	f.T.Helper()
+	waitJobs(f, name, want)
+	sj := waitDecisionAfter(f, name, time.Now().Add(time.Second))
+	if n := jobCount(f, name); n != want {
+		f.T.Errorf("%s: %d Jobs after a further tick, want %d (last decision: %+v)", name, n, want, sj.Status.LastDecision)
+	}
+	return sj
+}
+
+func condition(sj *v1alpha1.ScaledJob, typ string) *metav1.Condition {
+	return apimeta.FindStatusCondition(sj.Status.Conditions, typ)
+}
+
+// waitReady waits until the Ready condition has the given status and its message contains every want string.
+func waitReady(f *framework.F, name string, status metav1.ConditionStatus, want ...string) *v1alpha1.ScaledJob {
+	f.T.Helper()
+	var sj *v1alpha1.ScaledJob
+	f.Eventually(fmt.Sprintf("Ready=%s on %s mentioning %q", status, name, want), 2*time.Minute, func() (bool, error) {
+		sj = getSJ(f, name)
+		c := condition(sj, v1alpha1.ConditionReady)
+		if c == nil || c.Status != status {
+			return false, fmt.Errorf("ready condition %+v", c)
+		}
+		for _, w := range want {
+			if !strings.Contains(c.Message, w) {
+				return false, fmt.Errorf("ready message %q", c.Message)
+			}
+		}
+		return true, nil
+	})
+	return sj
+}
+
+// createSecret creates an Opaque Secret in the test namespace.
+func createSecret(f *framework.F, name string, data map[string]string) {
+	f.T.Helper()
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: f.Namespace}, StringData: data}
+	if err := f.Client.Create(f.Ctx, s); err != nil {
+		f.T.Fatalf("creating Secret %s: %v", name, err)
+	}
+}
+
+// createTriggerAuth creates a TriggerAuthentication mapping one Secret key to one parameter.
+func createTriggerAuth(f *framework.F, name, parameter, secret, key string) *v1alpha1.AuthenticationRef {
+	f.T.Helper()
+	ta := &v1alpha1.TriggerAuthentication{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: f.Namespace},
+		Spec: v1alpha1.TriggerAuthenticationSpec{SecretTargetRef: []v1alpha1.SecretTargetRef{
+			{Parameter: parameter, Name: secret, Key: key},
+		}},
+	}
+	if err := f.Client.Create(f.Ctx, ta); err != nil {
+		f.T.Fatalf("creating TriggerAuthentication %s: %v", name, err)
+	}
+	return &v1alpha1.AuthenticationRef{Name: name}
+}
+
+// createClusterTriggerAuth creates a ClusterTriggerAuthentication with a name unique to this run (it is
+// cluster-scoped), deleted when the test ends. Its Secret is read from the dispatcher's namespace.
+func createClusterTriggerAuth(f *framework.F, prefix, parameter, secret, key string) *v1alpha1.AuthenticationRef {
+	f.T.Helper()
+	cta := &v1alpha1.ClusterTriggerAuthentication{
+		ObjectMeta: metav1.ObjectMeta{Name: prefix + "-" + randomHex(4)},
+		Spec: v1alpha1.TriggerAuthenticationSpec{SecretTargetRef: []v1alpha1.SecretTargetRef{
+			{Parameter: parameter, Name: secret, Key: key},
+		}},
+	}
+	if err := f.Client.Create(f.Ctx, cta); err != nil {
+		f.T.Fatalf("creating ClusterTriggerAuthentication %s: %v", cta.Name, err)
+	}
+	f.T.Cleanup(func() {
+		if err := f.Client.Delete(context.Background(), cta); err != nil {
+			f.T.Errorf("deleting ClusterTriggerAuthentication %s: %v", cta.Name, err)
+		}
+	})
+	return &v1alpha1.AuthenticationRef{Name: cta.Name, Kind: "ClusterTriggerAuthentication"}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// checkNoLeak stops the dispatcher (so its log is complete) and checks that no secret appears in its log, in any
+// event of the namespace, or in any ScaledJob's status.
+func checkNoLeak(f *framework.F, d *framework.Dispatcher, secrets map[string]string) {
+	f.T.Helper()
+	d.Stop(syscall.SIGTERM)
+	logText, err := os.ReadFile(d.LogPath)
+	if err != nil {
+		f.T.Fatalf("reading the dispatcher log: %v", err)
+	}
+	var events corev1.EventList
+	if err := f.Client.List(f.Ctx, &events, client.InNamespace(f.Namespace)); err != nil {
+		f.T.Fatalf("listing events: %v", err)
+	}
+	var sjs v1alpha1.ScaledJobList
+	if err := f.Client.List(f.Ctx, &sjs, client.InNamespace(f.Namespace)); err != nil {
+		f.T.Fatalf("listing ScaledJobs: %v", err)
+	}
+	places := map[string][]byte{"the dispatcher log": logText}
+	for i := range events.Items {
+		places["event "+events.Items[i].Name] = rawJSON(f, &events.Items[i])
+	}
+	for i := range sjs.Items {
+		places["status of ScaledJob "+sjs.Items[i].Name] = rawJSON(f, &sjs.Items[i].Status)
+	}
+	f.T.Logf("checked %d secret values in the dispatcher log (%d bytes), %d events and %d ScaledJob statuses",
+		len(secrets), len(logText), len(events.Items), len(sjs.Items))
+	for what, secret := range secrets {
+		for place, text := range places {
+			if bytes.Contains(text, []byte(secret)) {
+				f.T.Errorf("%s shows %s", place, what)
+			}
+		}
+	}
+}
+
+// rawJSON marshals v without HTML escaping, so secrets with & < > would still match.
+func rawJSON(f *framework.F, v any) []byte {
+	f.T.Helper()
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		f.T.Fatalf("marshalling %T: %v", v, err)
+	}
+	return b.Bytes()
+}
