@@ -54,7 +54,6 @@ func TestKEDADocsTableEndToEnd(t *testing.T) {
 	}
 	f.StartDispatcher()
 	// Wait until each paused ScaledJob has been seen (a paused tick creates nothing), then unpause them all.
-	start := time.Now()
 	for _, name := range names {
 		f.Eventually("paused tick of "+name, 2*time.Minute, func() (bool, error) {
 			sj := getSJ(f, name)
@@ -69,8 +68,10 @@ func TestKEDADocsTableEndToEnd(t *testing.T) {
 	for row, tc := range rows {
 		name := names[row]
 		t.Run(row, func(t *testing.T) {
-			sj := waitDecisionAfter(f, name, start)
-			f.Eventually("decision with Jobs of "+name, time.Minute, func() (bool, error) {
+			// The first decision made unpaused (status times have second precision, so wait on the Paused
+			// condition the same status write clears, not on a time).
+			var sj *v1alpha1.ScaledJob
+			f.Eventually("decision with Jobs of "+name, 2*time.Minute, func() (bool, error) {
 				sj = getSJ(f, name)
 				return sj.Status.LastDecision != nil && !isPausedDecision(sj), nil
 			})

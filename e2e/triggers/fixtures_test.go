@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"syscall"
+	"testing"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -244,4 +245,16 @@ func rawJSON(f *framework.F, v any) []byte {
 		f.T.Fatalf("marshalling %T: %v", v, err)
 	}
 	return b.Bytes()
+}
+
+// checkBacklog checks the first trigger's last reading in status.
+func checkBacklog(t *testing.T, sj *v1alpha1.ScaledJob, backlog, target string) {
+	t.Helper()
+	if len(sj.Status.Triggers) == 0 {
+		t.Fatalf("%s: status.triggers is empty", sj.Name)
+	}
+	tr := sj.Status.Triggers[0]
+	if tr.Backlog != backlog || tr.Target != target || !tr.Active || tr.LastError != "" || tr.SampledAt == nil {
+		t.Errorf("%s: status.triggers[0] = %+v, want backlog %s, target %s, active, sampled, no error", sj.Name, tr, backlog, target)
+	}
 }
