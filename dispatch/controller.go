@@ -172,13 +172,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 
 	// 1. Observe: the Jobs (cache plus our own creations not yet in it) and every trigger's backlog.
 	obs := r.observe(ctx, &sj)
-	status.Active, status.Pending = int32(obs.running), int32(obs.pending)
-	status.Succeeded, status.Failed = obs.succeeded, obs.failed
+	if obs.jobs != nil { // on a failed Job list, keep the last counts rather than showing zeros
+		status.Active, status.Pending = int32(obs.running), int32(obs.pending)
+		status.Succeeded, status.Failed = obs.succeeded, obs.failed
+		r.Metrics.Jobs.WithLabelValues(sj.Namespace, sj.Name, "active").Set(float64(obs.running))
+		r.Metrics.Jobs.WithLabelValues(sj.Namespace, sj.Name, "pending").Set(float64(obs.pending))
+	}
 	if len(obs.statuses) > 0 {
 		status.Triggers = obs.statuses
 	}
-	r.Metrics.Jobs.WithLabelValues(sj.Namespace, sj.Name, "active").Set(float64(obs.running))
-	r.Metrics.Jobs.WithLabelValues(sj.Namespace, sj.Name, "pending").Set(float64(obs.pending))
 
 	// 2. Decide, only on a complete observation and when not paused.
 	var decision Decision
@@ -382,7 +384,7 @@ func (r *Reconciler) readTriggers(ctx context.Context, sj *v1alpha1.ScaledJob, s
 			}
 			// Keep the previous reading visible, marked with the error.
 			if prev := previousTrigger(sj, label); prev != nil {
-				st.Backlog, st.Target, st.SampledAt = prev.Backlog, prev.Target, prev.SampledAt
+				st.Backlog, st.Target, st.SampledAt, st.Active = prev.Backlog, prev.Target, prev.SampledAt, prev.Active
 			}
 			obs.statuses[i] = st
 			continue

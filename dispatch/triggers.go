@@ -86,7 +86,7 @@ func envContainer(sj *v1alpha1.ScaledJob, name string) (*corev1.Container, error
 func (r *Reconciler) resolveEnv(ctx context.Context, sj *v1alpha1.ScaledJob, metadata map[string]string) (map[string]string, error) {
 	var wanted []string
 	for k, v := range metadata {
-		if strings.HasSuffix(k, "FromEnv") && v != "" {
+		if (strings.HasSuffix(k, "FromEnv") || strings.HasSuffix(k, "FromEnvFile")) && v != "" {
 			wanted = append(wanted, v)
 		}
 	}
