@@ -7,29 +7,19 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/kubedispatch/kubedispatch/internal/sourcetest"
 	"github.com/kubedispatch/kubedispatch/sources"
 )
 
 // trigger builds a valid cron trigger config (Etc/UTC, 09:00-17:00 every day, 3 replicas) changed by the options.
-func trigger(opts ...func(map[string]string)) sources.Config {
-	md := map[string]string{
-		"timezone":        "Etc/UTC",
-		"start":           "0 9 * * *",
-		"end":             "0 17 * * *",
-		"desiredReplicas": "3",
+func trigger(opts ...sourcetest.Option) sources.Config {
+	defaults := []sourcetest.Option{
+		sourcetest.WithMetadata("timezone", "Etc/UTC"),
+		sourcetest.WithMetadata("start", "0 9 * * *"),
+		sourcetest.WithMetadata("end", "0 17 * * *"),
+		sourcetest.WithMetadata("desiredReplicas", "3"),
 	}
-	for _, o := range opts {
-		o(md)
-	}
-	return sources.Config{Type: Type, Metadata: md}
-}
-
-func set(key, value string) func(map[string]string) {
-	return func(md map[string]string) { md[key] = value }
-}
-
-func unset(key string) func(map[string]string) {
-	return func(md map[string]string) { delete(md, key) }
+	return sourcetest.Config(Type, append(defaults, opts...)...)
 }
 
 func TestParse(t *testing.T) {
@@ -48,98 +38,99 @@ func TestParse(t *testing.T) {
 			wantMsg:   "metadata.timezone: is required (an IANA time zone such as Europe/Berlin)",
 		},
 		"missing desiredReplicas": {
-			cfg:       trigger(unset("desiredReplicas")),
+			cfg:       trigger(sourcetest.WithoutMetadata("desiredReplicas")),
 			wantField: "metadata.desiredReplicas",
 			wantMsg: "metadata.desiredReplicas: is required (set desiredReplicas, desiredReplicasFromEnv or " +
 				"the authenticationRef parameter desiredReplicas)",
 		},
 		"missing timezone": {
-			cfg:       trigger(unset("timezone")),
+			cfg:       trigger(sourcetest.WithoutMetadata("timezone")),
 			wantField: "metadata.timezone",
 			wantMsg:   "metadata.timezone: is required (an IANA time zone such as Europe/Berlin)",
 		},
 		"minute range": {
-			cfg: trigger(set("start", "30-33 * * * *"), set("end", "40 * * * *")),
+			cfg: trigger(sourcetest.WithMetadata("start", "30-33 * * * *"),
+				sourcetest.WithMetadata("end", "40 * * * *")),
 		},
 		"range without a start": {
-			cfg:       trigger(set("start", "-30 * * * *")),
+			cfg:       trigger(sourcetest.WithMetadata("start", "-30 * * * *")),
 			wantField: "metadata.start",
 			wantMsg: `metadata.start: "-30 * * * *" is not a 5-field cron expression (minute hour day-of-month ` +
 				`month day-of-week): failed to parse int from : strconv.Atoi: parsing "": invalid syntax`,
 		},
 		"month range without a start": {
-			cfg:       trigger(set("end", "50 * * -3 *")),
+			cfg:       trigger(sourcetest.WithMetadata("end", "50 * * -3 *")),
 			wantField: "metadata.end",
 			wantMsg: `metadata.end: "50 * * -3 *" is not a 5-field cron expression (minute hour day-of-month ` +
 				`month day-of-week): failed to parse int from : strconv.Atoi: parsing "": invalid syntax`,
 		},
 		"start equals end": {
-			cfg:       trigger(set("end", "0 9 * * *")),
+			cfg:       trigger(sourcetest.WithMetadata("end", "0 9 * * *")),
 			wantField: "metadata.end",
 			wantMsg:   `metadata.end: must differ from start (both are "0 9 * * *")`,
 		},
 		"start equals end up to spacing": {
-			cfg:       trigger(set("end", " 0  9 * * * ")),
+			cfg:       trigger(sourcetest.WithMetadata("end", " 0  9 * * * ")),
 			wantField: "metadata.end",
 			wantMsg:   `metadata.end: must differ from start (both are "0 9 * * *")`,
 		},
 		"missing start": {
-			cfg:       trigger(unset("start")),
+			cfg:       trigger(sourcetest.WithoutMetadata("start")),
 			wantField: "metadata.start",
 			wantMsg:   "metadata.start: " + required5,
 		},
 		"missing end": {
-			cfg:       trigger(unset("end")),
+			cfg:       trigger(sourcetest.WithoutMetadata("end")),
 			wantField: "metadata.end",
 			wantMsg:   "metadata.end: " + required5,
 		},
 		"unknown time zone": {
-			cfg:       trigger(set("timezone", "Mars/Olympus_Mons")),
+			cfg:       trigger(sourcetest.WithMetadata("timezone", "Mars/Olympus_Mons")),
 			wantField: "metadata.timezone",
 			wantMsg:   `metadata.timezone: "Mars/Olympus_Mons" is not an IANA time zone`,
 		},
 		"Local time zone": {
-			cfg:       trigger(set("timezone", "Local")),
+			cfg:       trigger(sourcetest.WithMetadata("timezone", "Local")),
 			wantField: "metadata.timezone",
 			wantMsg:   `metadata.timezone: "Local" is not allowed; name an IANA time zone such as Etc/UTC`,
 		},
 		"seconds field": {
-			cfg:       trigger(set("start", "0 0 9 * * *")),
+			cfg:       trigger(sourcetest.WithMetadata("start", "0 0 9 * * *")),
 			wantField: "metadata.start",
 			wantMsg: `metadata.start: "0 0 9 * * *" is not a 5-field cron expression (minute hour day-of-month ` +
 				`month day-of-week): expected exactly 5 fields, found 6: [0 0 9 * * *]`,
 		},
 		"descriptor": {
-			cfg:       trigger(set("start", "@hourly")),
+			cfg:       trigger(sourcetest.WithMetadata("start", "@hourly")),
 			wantField: "metadata.start",
 			wantMsg: `metadata.start: "@hourly" is not a 5-field cron expression (minute hour day-of-month ` +
 				`month day-of-week): parser does not accept descriptors: @hourly`,
 		},
 		"time zone prefix": {
-			cfg:       trigger(set("start", "CRON_TZ=Asia/Tokyo 0 9 * * *")),
+			cfg:       trigger(sourcetest.WithMetadata("start", "CRON_TZ=Asia/Tokyo 0 9 * * *")),
 			wantField: "metadata.start",
 			wantMsg:   `metadata.start: "CRON_TZ=Asia/Tokyo 0 9 * * *": time zone prefixes are not allowed, set metadata.timezone`,
 		},
 		"never fires": {
-			cfg:       trigger(set("end", "0 0 30 2 *")),
+			cfg:       trigger(sourcetest.WithMetadata("end", "0 0 30 2 *")),
 			wantField: "metadata.end",
 			wantMsg:   `metadata.end: "0 0 30 2 *" never fires`,
 		},
 		"leap day fires": {
-			cfg: trigger(set("end", "0 0 29 2 *")),
+			cfg: trigger(sourcetest.WithMetadata("end", "0 0 29 2 *")),
 		},
 		"zero desiredReplicas": {
-			cfg:       trigger(set("desiredReplicas", "0")),
+			cfg:       trigger(sourcetest.WithMetadata("desiredReplicas", "0")),
 			wantField: "metadata.desiredReplicas",
 			wantMsg:   "metadata.desiredReplicas: must be at least 1, got 0",
 		},
 		"negative desiredReplicas": {
-			cfg:       trigger(set("desiredReplicas", "-2")),
+			cfg:       trigger(sourcetest.WithMetadata("desiredReplicas", "-2")),
 			wantField: "metadata.desiredReplicas",
 			wantMsg:   "metadata.desiredReplicas: must be at least 1, got -2",
 		},
 		"non-integer desiredReplicas": {
-			cfg:       trigger(set("desiredReplicas", "three")),
+			cfg:       trigger(sourcetest.WithMetadata("desiredReplicas", "three")),
 			wantField: "metadata.desiredReplicas",
 			wantMsg:   `metadata.desiredReplicas: "three" is not an integer`,
 		},
@@ -187,8 +178,9 @@ func TestBacklog(t *testing.T) {
 			want: sources.Backlog{Value: 0, Target: 1, Active: false},
 		},
 		"window across midnight in Berlin": {
-			cfg: trigger(set("timezone", "Europe/Berlin"), set("start", "0 22 * * *"), set("end", "0 2 * * *"),
-				set("desiredReplicas", "10")),
+			cfg: trigger(sourcetest.WithMetadata("timezone", "Europe/Berlin"),
+				sourcetest.WithMetadata("start", "0 22 * * *"), sourcetest.WithMetadata("end", "0 2 * * *"),
+				sourcetest.WithMetadata("desiredReplicas", "10")),
 			now:  "2026-07-01T22:30:00Z", // 00:30 CEST
 			want: sources.Backlog{Value: 10, Target: 1, Active: true},
 		},
@@ -218,21 +210,12 @@ func TestBacklog(t *testing.T) {
 }
 
 func TestRegister(t *testing.T) {
-	r := sources.NewRegistry()
-	if err := Register(r); err != nil {
-		t.Fatalf("Register: %v", err)
-	}
-	if err := Register(r); !errors.Is(err, sources.ErrDuplicateType) {
-		t.Errorf("second Register error = %v, want ErrDuplicateType", err)
-	}
+	r := sourcetest.AssertRegister(t, Register, trigger(sourcetest.WithoutMetadata("timezone")))
 	src, err := r.New(context.Background(), trigger())
 	if err != nil {
 		t.Fatalf("registry New: %v", err)
 	}
 	if _, ok := src.(*Source); !ok {
 		t.Errorf("registry New = %T, want *Source", src)
-	}
-	if _, err := r.New(context.Background(), trigger(unset("timezone"))); !sources.IsConfigError(err) {
-		t.Errorf("registry New with a bad config error = %v, want a ConfigError", err)
 	}
 }

@@ -6,14 +6,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -23,6 +19,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/kubedispatch/kubedispatch/internal/sourcetest"
 	"github.com/kubedispatch/kubedispatch/sources"
 )
 
@@ -268,85 +265,11 @@ func startEmulator(t *testing.T) string {
 	if _, err := exec.LookPath("java"); err != nil {
 		t.Fatalf("java not found on PATH (%v); the Pub/Sub emulator needs it: apt-get install openjdk-17-jre-headless", err)
 	}
-	const attempts = 3
-	for i := range attempts {
-		if addr, ok := tryStartEmulator(t, path); ok {
-			return addr
-		}
-		t.Logf("the Pub/Sub emulator exited before answering (attempt %d of %d), trying another port", i+1, attempts)
-	}
-	t.Fatalf("the Pub/Sub emulator did not start after %d attempts", attempts)
-	return ""
-}
-
-// tryStartEmulator starts one emulator; it returns false if the process exits before it answers (a port race).
-func tryStartEmulator(t *testing.T, path string) (string, bool) {
-	t.Helper()
-	addr := freeAddr(t)
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		t.Fatalf("splitting %s: %v", addr, err)
-	}
-	logPath := filepath.Join(t.TempDir(), "pubsub-emulator.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatalf("creating emulator log: %v", err)
-	}
-	defer func() { _ = logFile.Close() }()
-
-	cmd := exec.Command(path, "--host="+host, "--port="+port)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	// A process group of its own: the launcher script starts java, and both must go.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting the Pub/Sub emulator: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-exited
+	// The launcher script starts java; StartProcess kills both with the process group.
+	return sourcetest.StartProcess(t, sourcetest.Process{
+		Name:      "Pub/Sub emulator",
+		Path:      path,
+		Args:      func(host, port string) []string { return []string{"--host=" + host, "--port=" + port} },
+		ReadyPath: "/",
 	})
-
-	url := "http://" + addr + "/"
-	httpClient := &http.Client{Timeout: time.Second}
-	deadline := time.NewTimer(90 * time.Second)
-	defer deadline.Stop()
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-exited:
-			logs, _ := os.ReadFile(logPath)
-			t.Logf("Pub/Sub emulator output:\n%s", logs)
-			return "", false
-		case <-deadline.C:
-			logs, _ := os.ReadFile(logPath)
-			t.Fatalf("the Pub/Sub emulator did not answer on %s within 90s; output:\n%s", url, logs)
-		case <-tick.C:
-			if resp, err := httpClient.Get(url); err == nil {
-				_ = resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					return addr, true
-				}
-			}
-		}
-	}
-}
-
-// freeAddr returns a loopback address that nothing listens on (it was free a moment ago).
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("finding a free port: %v", err)
-	}
-	addr := l.Addr().String()
-	if err := l.Close(); err != nil {
-		t.Fatalf("closing listener: %v", err)
-	}
-	return addr
 }

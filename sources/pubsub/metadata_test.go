@@ -1,7 +1,6 @@
 package pubsub
 
 import (
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/kubedispatch/kubedispatch/internal/sourcetest"
 	"github.com/kubedispatch/kubedispatch/sources"
 )
 
@@ -26,41 +26,13 @@ func saKey(project string) string {
 
 // trigger builds a gcp-pubsub config reading subscription jobs-sub with a service account key of project
 // key-project from the env var GCP_CREDS, changed by the options.
-func trigger(opts ...func(*sources.Config)) sources.Config {
-	cfg := sources.Config{
-		Type:     Type,
-		Metadata: map[string]string{"subscriptionName": "jobs-sub", "credentialsFromEnv": "GCP_CREDS"},
-		Env:      map[string]string{"GCP_CREDS": saKey("key-project")},
+func trigger(opts ...sourcetest.Option) sources.Config {
+	defaults := []sourcetest.Option{
+		sourcetest.WithMetadata("subscriptionName", "jobs-sub"),
+		sourcetest.WithMetadata("credentialsFromEnv", "GCP_CREDS"),
+		sourcetest.WithEnv("GCP_CREDS", saKey("key-project")),
 	}
-	for _, o := range opts {
-		o(&cfg)
-	}
-	return cfg
-}
-
-func withMeta(key, value string) func(*sources.Config) {
-	return func(c *sources.Config) { c.Metadata[key] = value }
-}
-
-func withoutMeta(key string) func(*sources.Config) {
-	return func(c *sources.Config) { delete(c.Metadata, key) }
-}
-
-func withAuth(key, value string) func(*sources.Config) {
-	return func(c *sources.Config) {
-		if c.AuthParams == nil {
-			c.AuthParams = map[string]string{}
-		}
-		c.AuthParams[key] = value
-	}
-}
-
-func withEnv(key, value string) func(*sources.Config) {
-	return func(c *sources.Config) { c.Env[key] = value }
-}
-
-func withPodIdentity(p string) func(*sources.Config) {
-	return func(c *sources.Config) { c.PodIdentity = p }
+	return sourcetest.Config(Type, append(defaults, opts...)...)
 }
 
 // noCredentials removes the default credentials.
@@ -104,21 +76,23 @@ func TestParse(t *testing.T) {
 			want: meta(),
 		},
 		"SubscriptionSize is an alias": {
-			cfg:  trigger(withMeta("mode", "SubscriptionSize")),
+			cfg:  trigger(sourcetest.WithMetadata("mode", "SubscriptionSize")),
 			want: meta(),
 		},
 		"full subscription name overrides the key's project": {
-			cfg:  trigger(withMeta("subscriptionName", "projects/other-project/subscriptions/jobs-sub")),
+			cfg:  trigger(sourcetest.WithMetadata("subscriptionName", "projects/other-project/subscriptions/jobs-sub")),
 			want: meta(func(m *Metadata) { m.Project = "other-project" }),
 		},
 		"subscription from env": {
-			cfg: trigger(withoutMeta("subscriptionName"), withMeta("subscriptionNameFromEnv", "SUB"),
-				withEnv("SUB", "projects/env-project/subscriptions/env-sub")),
+			cfg: trigger(sourcetest.WithoutMetadata("subscriptionName"),
+				sourcetest.WithMetadata("subscriptionNameFromEnv", "SUB"),
+				sourcetest.WithEnv("SUB", "projects/env-project/subscriptions/env-sub")),
 			want: meta(func(m *Metadata) { m.Project, m.ResourceID = "env-project", "env-sub" }),
 		},
 		"other subscription metric": {
-			cfg: trigger(withMeta("mode", "OldestUnackedMessageAge"), withMeta("value", "5.5"),
-				withMeta("activationValue", "1.5")),
+			cfg: trigger(sourcetest.WithMetadata("mode", "OldestUnackedMessageAge"),
+				sourcetest.WithMetadata("value", "5.5"),
+				sourcetest.WithMetadata("activationValue", "1.5")),
 			want: meta(func(m *Metadata) {
 				m.Mode = "OldestUnackedMessageAge"
 				m.MetricType = "pubsub.googleapis.com/subscription/oldest_unacked_message_age"
@@ -126,8 +100,9 @@ func TestParse(t *testing.T) {
 			}),
 		},
 		"topic metric": {
-			cfg: trigger(withoutMeta("subscriptionName"), withMeta("topicName", "projects/topic-project/topics/jobs"),
-				withMeta("mode", "SendMessageOperationCount")),
+			cfg: trigger(sourcetest.WithoutMetadata("subscriptionName"),
+				sourcetest.WithMetadata("topicName", "projects/topic-project/topics/jobs"),
+				sourcetest.WithMetadata("mode", "SendMessageOperationCount")),
 			want: meta(func(m *Metadata) {
 				m.Resource, m.ResourceID, m.Project = ResourceTopic, "jobs", "topic-project"
 				m.Mode = "SendMessageOperationCount"
@@ -135,51 +110,56 @@ func TestParse(t *testing.T) {
 			}),
 		},
 		"aggregation lengthens the default horizon": {
-			cfg: trigger(withMeta("mode", "AckLatencies"), withMeta("aggregation", "percentile99")),
+			cfg: trigger(sourcetest.WithMetadata("mode", "AckLatencies"),
+				sourcetest.WithMetadata("aggregation", "percentile99")),
 			want: meta(func(m *Metadata) {
 				m.Mode, m.MetricType = "AckLatencies", "pubsub.googleapis.com/subscription/ack_latencies"
 				m.Aggregation, m.TimeHorizon = "percentile99", 5*time.Minute
 			}),
 		},
 		"explicit horizon and valueIfNull": {
-			cfg:  trigger(withMeta("timeHorizon", "90s"), withMeta("valueIfNull", "0")),
+			cfg:  trigger(sourcetest.WithMetadata("timeHorizon", "90s"), sourcetest.WithMetadata("valueIfNull", "0")),
 			want: meta(func(m *Metadata) { m.TimeHorizon, m.ValueIfNull = 90*time.Second, ptr(0.0) }),
 		},
 		"projectID wins over the key's project": {
-			cfg:  trigger(withMeta("projectID", "meta-project")),
+			cfg:  trigger(sourcetest.WithMetadata("projectID", "meta-project")),
 			want: meta(func(m *Metadata) { m.Project = "meta-project" }),
 		},
 		"key from the TriggerAuthentication wins over credentialsFromEnv": {
-			cfg:  trigger(withAuth("GoogleApplicationCredentials", saKey("auth-project"))),
+			cfg:  trigger(sourcetest.WithAuth("GoogleApplicationCredentials", saKey("auth-project"))),
 			want: meta(func(m *Metadata) { m.Project = "auth-project" }),
 		},
 		"key file": {
-			cfg:  trigger(noCredentials, withMeta("credentialsFromEnvFile", "CREDS_FILE"), withEnv("CREDS_FILE", credsFile)),
+			cfg: trigger(noCredentials, sourcetest.WithMetadata("credentialsFromEnvFile", "CREDS_FILE"),
+				sourcetest.WithEnv("CREDS_FILE", credsFile)),
 			want: meta(func(m *Metadata) { m.Project = "file-project" }),
 		},
 		"pod identity with projectID": {
-			cfg:  trigger(noCredentials, withPodIdentity("gcp"), withMeta("projectID", "meta-project")),
+			cfg: trigger(noCredentials, sourcetest.WithPodIdentity("gcp"),
+				sourcetest.WithMetadata("projectID", "meta-project")),
 			want: meta(func(m *Metadata) { m.Project, m.Auth = "meta-project", AuthPodIdentity }),
 		},
 		"pod identity wins over a key": {
-			cfg:  trigger(withPodIdentity("gcp"), withMeta("subscriptionName", "projects/p-project/subscriptions/s-1")),
+			cfg: trigger(sourcetest.WithPodIdentity("gcp"),
+				sourcetest.WithMetadata("subscriptionName", "projects/p-project/subscriptions/s-1")),
 			want: meta(func(m *Metadata) { m.Project, m.ResourceID, m.Auth = "p-project", "s-1", AuthPodIdentity }),
 		},
 		"pod identity with the controller's GOOGLE_CLOUD_PROJECT": {
-			cfg:        trigger(noCredentials, withPodIdentity("gcp")),
+			cfg:        trigger(noCredentials, sourcetest.WithPodIdentity("gcp")),
 			envProject: "ctrl-project",
 			want:       meta(func(m *Metadata) { m.Project, m.Auth = "ctrl-project", AuthPodIdentity }),
 		},
 		"insecure endpoint needs no credentials": {
-			cfg: trigger(noCredentials, withMeta("monitoringEndpoint", "127.0.0.1:9999"),
-				withMeta("monitoringInsecure", "true"), withMeta("projectID", "test-project")),
+			cfg: trigger(noCredentials, sourcetest.WithMetadata("monitoringEndpoint", "127.0.0.1:9999"),
+				sourcetest.WithMetadata("monitoringInsecure", "true"),
+				sourcetest.WithMetadata("projectID", "test-project")),
 			want: meta(func(m *Metadata) {
 				m.Project, m.Auth = "test-project", AuthNone
 				m.MonitoringEndpoint, m.MonitoringInsecure = "127.0.0.1:9999", true
 			}),
 		},
 		"endpoint with credentials": {
-			cfg: trigger(withMeta("monitoringEndpoint", "monitoring.example.com:443")),
+			cfg: trigger(sourcetest.WithMetadata("monitoringEndpoint", "monitoring.example.com:443")),
 			want: meta(func(m *Metadata) {
 				m.MonitoringEndpoint = "monitoring.example.com:443"
 			}),
@@ -206,96 +186,97 @@ func TestParseErrors(t *testing.T) {
 		wantErr *sources.ConfigError
 	}{
 		"neither subscription nor topic": {
-			cfg: trigger(withoutMeta("subscriptionName")),
+			cfg: trigger(sourcetest.WithoutMetadata("subscriptionName")),
 			wantErr: &sources.ConfigError{Field: "metadata.subscriptionName",
 				Detail: "or topicName is required (set exactly one, or its FromEnv variant)"},
 		},
 		"both subscription and topic": {
-			cfg: trigger(withMeta("topicName", "jobs")),
+			cfg: trigger(sourcetest.WithMetadata("topicName", "jobs")),
 			wantErr: &sources.ConfigError{Field: "metadata.subscriptionName",
 				Detail: "and topicName are both set; set exactly one"},
 		},
 		"subscription from a missing env var": {
-			cfg: trigger(withoutMeta("subscriptionName"), withMeta("subscriptionNameFromEnv", "SUB")),
+			cfg: trigger(sourcetest.WithoutMetadata("subscriptionName"),
+				sourcetest.WithMetadata("subscriptionNameFromEnv", "SUB")),
 			wantErr: &sources.ConfigError{Field: "metadata.subscriptionNameFromEnv",
 				Detail: `environment variable "SUB" is not set in the envSourceContainerName container`},
 		},
 		"topic path in subscriptionName": {
-			cfg: trigger(withMeta("subscriptionName", "projects/p-project/topics/jobs")),
+			cfg: trigger(sourcetest.WithMetadata("subscriptionName", "projects/p-project/topics/jobs")),
 			wantErr: &sources.ConfigError{Field: "metadata.subscriptionName",
 				Detail: `"projects/p-project/topics/jobs" is not a subscription ID nor projects/<project>/subscriptions/<id>`},
 		},
 		"path with extra segments": {
-			cfg: trigger(withMeta("subscriptionName", "projects/p-project/subscriptions/jobs/x")),
+			cfg: trigger(sourcetest.WithMetadata("subscriptionName", "projects/p-project/subscriptions/jobs/x")),
 			wantErr: &sources.ConfigError{Field: "metadata.subscriptionName",
 				Detail: `"projects/p-project/subscriptions/jobs/x" is not a subscription ID nor projects/<project>/subscriptions/<id>`},
 		},
 		"invalid project in path": {
-			cfg: trigger(withMeta("subscriptionName", "projects/P/subscriptions/jobs")),
+			cfg: trigger(sourcetest.WithMetadata("subscriptionName", "projects/P/subscriptions/jobs")),
 			wantErr: &sources.ConfigError{Field: "metadata.subscriptionName",
 				Detail: `"projects/P/subscriptions/jobs" has an invalid project ID "P"`},
 		},
 		"invalid subscription ID": {
-			cfg: trigger(withMeta("subscriptionName", `jobs" OR metric.type = "x`)),
+			cfg: trigger(sourcetest.WithMetadata("subscriptionName", `jobs" OR metric.type = "x`)),
 			wantErr: &sources.ConfigError{Field: "metadata.subscriptionName",
 				Detail: `"jobs\" OR metric.type = \"x" is not a valid subscription ID (3-255 letters, digits or -_.~+%, starting with a letter)`},
 		},
 		"mode in snake case": {
-			cfg: trigger(withMeta("mode", "num_undelivered_messages")),
+			cfg: trigger(sourcetest.WithMetadata("mode", "num_undelivered_messages")),
 			wantErr: &sources.ConfigError{Field: "metadata.mode",
 				Detail: `"num_undelivered_messages" is not a PascalCase Pub/Sub metric name (e.g. SubscriptionSize, NumUndeliveredMessages, OldestUnackedMessageAge)`},
 		},
 		"mode with a space": {
-			cfg: trigger(withMeta("mode", "Subscription Size")),
+			cfg: trigger(sourcetest.WithMetadata("mode", "Subscription Size")),
 			wantErr: &sources.ConfigError{Field: "metadata.mode",
 				Detail: `"Subscription Size" is not a PascalCase Pub/Sub metric name (e.g. SubscriptionSize, NumUndeliveredMessages, OldestUnackedMessageAge)`},
 		},
 		"topic with the default mode": {
-			cfg: trigger(withoutMeta("subscriptionName"), withMeta("topicName", "jobs")),
+			cfg: trigger(sourcetest.WithoutMetadata("subscriptionName"), sourcetest.WithMetadata("topicName", "jobs")),
 			wantErr: &sources.ConfigError{Field: "metadata.mode",
 				Detail: "must name a topic metric with topicName (there is no topic/num_undelivered_messages), e.g. SendMessageOperationCount"},
 		},
 		"non-numeric value": {
-			cfg:     trigger(withMeta("value", "ten")),
+			cfg:     trigger(sourcetest.WithMetadata("value", "ten")),
 			wantErr: &sources.ConfigError{Field: "metadata.value", Detail: `"ten" is not a number`},
 		},
 		"zero value": {
-			cfg:     trigger(withMeta("value", "0")),
+			cfg:     trigger(sourcetest.WithMetadata("value", "0")),
 			wantErr: &sources.ConfigError{Field: "metadata.value", Detail: "must be greater than 0, got 0"},
 		},
 		"negative value": {
-			cfg:     trigger(withMeta("value", "-1.5")),
+			cfg:     trigger(sourcetest.WithMetadata("value", "-1.5")),
 			wantErr: &sources.ConfigError{Field: "metadata.value", Detail: "must be greater than 0, got -1.5"},
 		},
 		"non-numeric activationValue": {
-			cfg:     trigger(withMeta("activationValue", "NaN")),
+			cfg:     trigger(sourcetest.WithMetadata("activationValue", "NaN")),
 			wantErr: &sources.ConfigError{Field: "metadata.activationValue", Detail: `"NaN" is not a number`},
 		},
 		"non-numeric valueIfNull": {
-			cfg:     trigger(withMeta("valueIfNull", "none")),
+			cfg:     trigger(sourcetest.WithMetadata("valueIfNull", "none")),
 			wantErr: &sources.ConfigError{Field: "metadata.valueIfNull", Detail: `"none" is not a number`},
 		},
 		"deprecated subscriptionSize": {
-			cfg: trigger(withMeta("subscriptionSize", "5")),
+			cfg: trigger(sourcetest.WithMetadata("subscriptionSize", "5")),
 			wantErr: &sources.ConfigError{Field: "metadata.subscriptionSize",
 				Detail: "is deprecated and not supported; use mode and value"},
 		},
 		"unknown aggregation": {
-			cfg: trigger(withMeta("aggregation", "avg")),
+			cfg: trigger(sourcetest.WithMetadata("aggregation", "avg")),
 			wantErr: &sources.ConfigError{Field: "metadata.aggregation",
 				Detail: `"avg" is not supported (use mean, median, variance, stddev, sum, count, percentile99, percentile95, percentile50 or percentile5)`},
 		},
 		"unsupported percentile": {
-			cfg: trigger(withMeta("aggregation", "percentile42")),
+			cfg: trigger(sourcetest.WithMetadata("aggregation", "percentile42")),
 			wantErr: &sources.ConfigError{Field: "metadata.aggregation",
 				Detail: `"percentile42" is not supported (use mean, median, variance, stddev, sum, count, percentile99, percentile95, percentile50 or percentile5)`},
 		},
 		"horizon without unit": {
-			cfg:     trigger(withMeta("timeHorizon", "2")),
+			cfg:     trigger(sourcetest.WithMetadata("timeHorizon", "2")),
 			wantErr: &sources.ConfigError{Field: "metadata.timeHorizon", Detail: `"2" is not a positive duration (e.g. 2m, 90s)`},
 		},
 		"negative horizon": {
-			cfg:     trigger(withMeta("timeHorizon", "-1m")),
+			cfg:     trigger(sourcetest.WithMetadata("timeHorizon", "-1m")),
 			wantErr: &sources.ConfigError{Field: "metadata.timeHorizon", Detail: `"-1m" is not a positive duration (e.g. 2m, 90s)`},
 		},
 		"no credentials": {
@@ -304,73 +285,75 @@ func TestParseErrors(t *testing.T) {
 				Detail: "no credentials: set credentialsFromEnv or credentialsFromEnvFile, the authenticationRef parameter GoogleApplicationCredentials, or podIdentity provider gcp"},
 		},
 		"credentials env var missing": {
-			cfg: trigger(withMeta("credentialsFromEnv", "NOPE")),
+			cfg: trigger(sourcetest.WithMetadata("credentialsFromEnv", "NOPE")),
 			wantErr: &sources.ConfigError{Field: "metadata.credentialsFromEnv",
 				Detail: `environment variable "NOPE" is not set in the envSourceContainerName container`},
 		},
 		"credentials are not JSON": {
-			cfg:     trigger(withEnv("GCP_CREDS", `{"private_key":"`+secretKeyMaterial)),
+			cfg:     trigger(sourcetest.WithEnv("GCP_CREDS", `{"private_key":"`+secretKeyMaterial)),
 			wantErr: &sources.ConfigError{Field: "metadata.credentialsFromEnv", Detail: "does not hold a JSON service account key"},
 		},
 		"external account credentials": {
-			cfg: trigger(withAuth("GoogleApplicationCredentials",
+			cfg: trigger(sourcetest.WithAuth("GoogleApplicationCredentials",
 				`{"type":"external_account","credential_source":{"file":"/var/run/secrets/token"}}`)),
 			wantErr: &sources.ConfigError{Field: "authenticationRef",
 				Detail: `holds credentials of type "external_account"; only service_account keys are accepted (use podIdentity provider gcp for workload identity)`},
 		},
 		"credentials of an unknown type": {
-			cfg:     trigger(withEnv("GCP_CREDS", `{"type":"`+secretKeyMaterial+`"}`)),
+			cfg:     trigger(sourcetest.WithEnv("GCP_CREDS", `{"type":"`+secretKeyMaterial+`"}`)),
 			wantErr: &sources.ConfigError{Field: "metadata.credentialsFromEnv", Detail: "holds credentials of an unknown type; only service_account keys are accepted"},
 		},
 		"key without private key": {
-			cfg: trigger(withEnv("GCP_CREDS", `{"type":"service_account","client_email":"a@b.c"}`)),
+			cfg: trigger(sourcetest.WithEnv("GCP_CREDS", `{"type":"service_account","client_email":"a@b.c"}`)),
 			wantErr: &sources.ConfigError{Field: "metadata.credentialsFromEnv",
 				Detail: "holds a service account key without client_email or private_key"},
 		},
 		"credentials file missing": {
-			cfg: trigger(noCredentials, withMeta("credentialsFromEnvFile", "CREDS_FILE"), withEnv("CREDS_FILE", missingFile)),
+			cfg: trigger(noCredentials, sourcetest.WithMetadata("credentialsFromEnvFile", "CREDS_FILE"),
+				sourcetest.WithEnv("CREDS_FILE", missingFile)),
 			wantErr: &sources.ConfigError{Field: "metadata.credentialsFromEnvFile",
 				Detail: `reading credentials file "` + missingFile + `": open ` + missingFile + `: no such file or directory`},
 		},
 		"credentials file env var missing": {
-			cfg: trigger(noCredentials, withMeta("credentialsFromEnvFile", "CREDS_FILE")),
+			cfg: trigger(noCredentials, sourcetest.WithMetadata("credentialsFromEnvFile", "CREDS_FILE")),
 			wantErr: &sources.ConfigError{Field: "metadata.credentialsFromEnvFile",
 				Detail: `environment variable "CREDS_FILE" is not set in the envSourceContainerName container`},
 		},
 		"foreign pod identity": {
-			cfg: trigger(withPodIdentity("azure-workload")),
+			cfg: trigger(sourcetest.WithPodIdentity("azure-workload")),
 			wantErr: &sources.ConfigError{Field: "authenticationRef",
 				Detail: `podIdentity provider "azure-workload" cannot authenticate to Google Cloud (use gcp, or a service account key)`},
 		},
 		"pod identity and a bare name without any project": {
-			cfg: trigger(noCredentials, withPodIdentity("gcp")),
+			cfg: trigger(noCredentials, sourcetest.WithPodIdentity("gcp")),
 			wantErr: &sources.ConfigError{Field: "metadata.subscriptionName",
 				Detail: `"jobs-sub" names no project: write projects/<project>/subscriptions/jobs-sub, set projectID, or use credentials (credentialsFromEnv) whose key has project_id`},
 		},
 		"key without project_id and a bare name": {
-			cfg: trigger(withEnv("GCP_CREDS", `{"type":"service_account","client_email":"a@b.c","private_key":"k"}`)),
+			cfg: trigger(sourcetest.WithEnv("GCP_CREDS", `{"type":"service_account","client_email":"a@b.c","private_key":"k"}`)),
 			wantErr: &sources.ConfigError{Field: "metadata.subscriptionName",
 				Detail: `"jobs-sub" names no project: write projects/<project>/subscriptions/jobs-sub, set projectID, or use credentials (credentialsFromEnv) whose key has project_id`},
 		},
 		"invalid projectID": {
-			cfg:     trigger(withMeta("projectID", "My Project")),
+			cfg:     trigger(sourcetest.WithMetadata("projectID", "My Project")),
 			wantErr: &sources.ConfigError{Field: "metadata.projectID", Detail: `"My Project" is not a valid project ID`},
 		},
 		"insecure without endpoint": {
-			cfg: trigger(withMeta("monitoringInsecure", "true")),
+			cfg: trigger(sourcetest.WithMetadata("monitoringInsecure", "true")),
 			wantErr: &sources.ConfigError{Field: "metadata.monitoringInsecure",
 				Detail: "needs monitoringEndpoint (it is only for a local fake or emulator)"},
 		},
 		"endpoint with a scheme": {
-			cfg:     trigger(withMeta("monitoringEndpoint", "http://127.0.0.1:8085")),
+			cfg:     trigger(sourcetest.WithMetadata("monitoringEndpoint", "http://127.0.0.1:8085")),
 			wantErr: &sources.ConfigError{Field: "metadata.monitoringEndpoint", Detail: `"http://127.0.0.1:8085" is not host:port`},
 		},
 		"endpoint without port": {
-			cfg:     trigger(withMeta("monitoringEndpoint", "localhost")),
+			cfg:     trigger(sourcetest.WithMetadata("monitoringEndpoint", "localhost")),
 			wantErr: &sources.ConfigError{Field: "metadata.monitoringEndpoint", Detail: `"localhost" is not host:port`},
 		},
 		"non-boolean monitoringInsecure": {
-			cfg: trigger(withMeta("monitoringEndpoint", "127.0.0.1:1"), withMeta("monitoringInsecure", "yes please")),
+			cfg: trigger(sourcetest.WithMetadata("monitoringEndpoint", "127.0.0.1:1"),
+				sourcetest.WithMetadata("monitoringInsecure", "yes please")),
 			wantErr: &sources.ConfigError{Field: "metadata.monitoringInsecure",
 				Detail: `"yes please" is not a boolean (use true or false)`},
 		},
@@ -378,7 +361,7 @@ func TestParseErrors(t *testing.T) {
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			got, err := Parse(tc.cfg)
-			checkConfigError(t, err, tc.wantErr)
+			sourcetest.AssertConfigError(t, err, tc.wantErr)
 			if diff := cmp.Diff(Metadata{}, got); diff != "" {
 				t.Errorf("Parse returned metadata with an error (-want +got):\n%s", diff)
 			}
@@ -394,7 +377,7 @@ func TestParseErrors(t *testing.T) {
 
 func TestParseReadsTheControllerProject(t *testing.T) {
 	t.Setenv("GOOGLE_CLOUD_PROJECT", "ctrl-project")
-	got, err := Parse(trigger(noCredentials, withPodIdentity("gcp")))
+	got, err := Parse(trigger(noCredentials, sourcetest.WithPodIdentity("gcp")))
 	if err != nil {
 		t.Fatalf("Parse: %v", err)
 	}
@@ -402,7 +385,7 @@ func TestParseReadsTheControllerProject(t *testing.T) {
 		t.Errorf("Project = %q, want ctrl-project", got.Project)
 	}
 	// Only pod identity falls back to it.
-	_, err = Parse(trigger(withEnv("GCP_CREDS", `{"type":"service_account","client_email":"a@b.c","private_key":"k"}`)))
+	_, err = Parse(trigger(sourcetest.WithEnv("GCP_CREDS", `{"type":"service_account","client_email":"a@b.c","private_key":"k"}`)))
 	if !sources.IsConfigError(err) {
 		t.Errorf("Parse with a key without project_id: error = %v, want a ConfigError", err)
 	}
@@ -423,23 +406,5 @@ func TestSnakeCase(t *testing.T) {
 				t.Errorf("snakeCase(%q) = %q, want %q", in, got, want)
 			}
 		})
-	}
-}
-
-// checkConfigError fails t unless err is a *sources.ConfigError equal to want (or both are nil).
-func checkConfigError(t *testing.T, err error, want *sources.ConfigError) {
-	t.Helper()
-	if want == nil {
-		if err != nil {
-			t.Fatalf("unexpected error: %v", err)
-		}
-		return
-	}
-	var ce *sources.ConfigError
-	if !errors.As(err, &ce) {
-		t.Fatalf("error = %v, want *sources.ConfigError %v", err, want)
-	}
-	if diff := cmp.Diff(want, ce); diff != "" {
-		t.Errorf("ConfigError mismatch (-want +got):\n%s", diff)
 	}
 }

@@ -2,7 +2,6 @@ package pubsub
 
 import (
 	"context"
-	"errors"
 	"net"
 	"strings"
 	"sync"
@@ -19,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/kubedispatch/kubedispatch/internal/sourcetest"
 	"github.com/kubedispatch/kubedispatch/sources"
 )
 
@@ -80,9 +80,9 @@ func startFakeMonitoring(t *testing.T, respond func(*monitoringpb.ListTimeSeries
 }
 
 // fakeTrigger builds a trigger that reads testSubscription through the fake at addr, changed by the options.
-func fakeTrigger(addr string, opts ...func(*sources.Config)) sources.Config {
-	base := []func(*sources.Config){noCredentials, withMeta("subscriptionName", testSubscription),
-		withMeta("monitoringEndpoint", addr), withMeta("monitoringInsecure", "true")}
+func fakeTrigger(addr string, opts ...sourcetest.Option) sources.Config {
+	base := []sourcetest.Option{noCredentials, sourcetest.WithMetadata("subscriptionName", testSubscription),
+		sourcetest.WithMetadata("monitoringEndpoint", addr), sourcetest.WithMetadata("monitoringInsecure", "true")}
 	return trigger(append(base, opts...)...)
 }
 
@@ -134,7 +134,7 @@ func aggregated(aligner monitoringpb.Aggregation_Aligner, reducer monitoringpb.A
 func TestBacklogThroughSDK(t *testing.T) {
 	sampled := fixedNow().Add(-90 * time.Second)
 	cases := map[string]struct {
-		opts    []func(*sources.Config)
+		opts    []sourcetest.Option
 		series  []*monitoringpb.TimeSeries
 		want    sources.Backlog
 		wantReq *monitoringpb.ListTimeSeriesRequest
@@ -150,8 +150,9 @@ func TestBacklogThroughSDK(t *testing.T) {
 			wantReq: wantRequest("test-project", subFilter, 2*time.Minute, nil),
 		},
 		"double value and target": {
-			opts: []func(*sources.Config){withMeta("mode", "OldestUnackedMessageAge"), withMeta("value", "30.5"),
-				withMeta("activationValue", "2.5")},
+			opts: []sourcetest.Option{sourcetest.WithMetadata("mode", "OldestUnackedMessageAge"),
+				sourcetest.WithMetadata("value", "30.5"),
+				sourcetest.WithMetadata("activationValue", "2.5")},
 			series: series(point(sampled, doubleValue(2.75))),
 			want:   sources.Backlog{Value: 2.75, Target: 30.5, Active: true, SampledAt: sampled},
 			wantReq: wantRequest("test-project",
@@ -165,7 +166,8 @@ func TestBacklogThroughSDK(t *testing.T) {
 			wantReq: wantRequest("test-project", subFilter, 2*time.Minute, nil),
 		},
 		"at the activation value is inactive": {
-			opts:    []func(*sources.Config){withMeta("activationValue", "5"), withMeta("value", "1")},
+			opts: []sourcetest.Option{sourcetest.WithMetadata("activationValue", "5"),
+				sourcetest.WithMetadata("value", "1")},
 			series:  series(point(sampled, intValue(5))),
 			want:    sources.Backlog{Value: 5, Target: 1, Active: false, SampledAt: sampled},
 			wantReq: wantRequest("test-project", subFilter, 2*time.Minute, nil),
@@ -176,18 +178,20 @@ func TestBacklogThroughSDK(t *testing.T) {
 			wantReq: wantRequest("test-project", subFilter, 2*time.Minute, nil),
 		},
 		"no series with valueIfNull": {
-			opts:    []func(*sources.Config){withMeta("valueIfNull", "0"), withMeta("timeHorizon", "10m")},
+			opts: []sourcetest.Option{sourcetest.WithMetadata("valueIfNull", "0"),
+				sourcetest.WithMetadata("timeHorizon", "10m")},
 			want:    sources.Backlog{Value: 0, Target: 10, Active: false, SampledAt: fixedNow()},
 			wantReq: wantRequest("test-project", subFilter, 10*time.Minute, nil),
 		},
 		"series without points with valueIfNull": {
-			opts:    []func(*sources.Config){withMeta("valueIfNull", "3")},
+			opts:    []sourcetest.Option{sourcetest.WithMetadata("valueIfNull", "3")},
 			series:  series(),
 			want:    sources.Backlog{Value: 3, Target: 10, Active: true, SampledAt: fixedNow()},
 			wantReq: wantRequest("test-project", subFilter, 2*time.Minute, nil),
 		},
 		"project from projectID": {
-			opts:   []func(*sources.Config){withMeta("subscriptionName", "work"), withMeta("projectID", "meta-project")},
+			opts: []sourcetest.Option{sourcetest.WithMetadata("subscriptionName", "work"),
+				sourcetest.WithMetadata("projectID", "meta-project")},
 			series: series(point(sampled, intValue(4))),
 			want:   sources.Backlog{Value: 4, Target: 10, Active: true, SampledAt: sampled},
 			wantReq: wantRequest("meta-project",
@@ -195,8 +199,9 @@ func TestBacklogThroughSDK(t *testing.T) {
 				2*time.Minute, nil),
 		},
 		"topic metric": {
-			opts: []func(*sources.Config){withoutMeta("subscriptionName"), withMeta("topicName", "projects/test-project/topics/jobs"),
-				withMeta("mode", "SendMessageOperationCount"), withMeta("value", "100")},
+			opts: []sourcetest.Option{sourcetest.WithoutMetadata("subscriptionName"),
+				sourcetest.WithMetadata("topicName", "projects/test-project/topics/jobs"),
+				sourcetest.WithMetadata("mode", "SendMessageOperationCount"), sourcetest.WithMetadata("value", "100")},
 			series: series(point(sampled, intValue(250))),
 			want:   sources.Backlog{Value: 250, Target: 100, Active: true, SampledAt: sampled},
 			wantReq: wantRequest("test-project",
@@ -204,7 +209,8 @@ func TestBacklogThroughSDK(t *testing.T) {
 				2*time.Minute, nil),
 		},
 		"aggregated distribution": {
-			opts:   []func(*sources.Config){withMeta("mode", "AckLatencies"), withMeta("aggregation", "percentile99")},
+			opts: []sourcetest.Option{sourcetest.WithMetadata("mode", "AckLatencies"),
+				sourcetest.WithMetadata("aggregation", "percentile99")},
 			series: series(point(sampled, doubleValue(812.5))),
 			want:   sources.Backlog{Value: 812.5, Target: 10, Active: true, SampledAt: sampled},
 			wantReq: wantRequest("test-project",
@@ -212,19 +218,20 @@ func TestBacklogThroughSDK(t *testing.T) {
 				5*time.Minute, aggregated(monitoringpb.Aggregation_ALIGN_PERCENTILE_99, monitoringpb.Aggregation_REDUCE_PERCENTILE_99)),
 		},
 		"variance squares the stddev": {
-			opts:    []func(*sources.Config){withMeta("aggregation", "variance"), withMeta("timeHorizon", "15m")},
+			opts: []sourcetest.Option{sourcetest.WithMetadata("aggregation", "variance"),
+				sourcetest.WithMetadata("timeHorizon", "15m")},
 			series:  series(point(sampled, doubleValue(3))),
 			want:    sources.Backlog{Value: 9, Target: 10, Active: true, SampledAt: sampled},
 			wantReq: wantRequest("test-project", subFilter, 15*time.Minute, aggregated(monitoringpb.Aggregation_ALIGN_STDDEV, monitoringpb.Aggregation_REDUCE_STDDEV)),
 		},
 		"sum of a distribution": {
-			opts:    []func(*sources.Config){withMeta("aggregation", "sum")},
+			opts:    []sourcetest.Option{sourcetest.WithMetadata("aggregation", "sum")},
 			series:  series(point(sampled, distributionValue(4, 2.5))),
 			want:    sources.Backlog{Value: 10, Target: 10, Active: true, SampledAt: sampled},
 			wantReq: wantRequest("test-project", subFilter, 5*time.Minute, aggregated(monitoringpb.Aggregation_ALIGN_SUM, monitoringpb.Aggregation_REDUCE_SUM)),
 		},
 		"count of a distribution": {
-			opts:    []func(*sources.Config){withMeta("aggregation", "count")},
+			opts:    []sourcetest.Option{sourcetest.WithMetadata("aggregation", "count")},
 			series:  series(point(sampled, distributionValue(4, 2.5))),
 			want:    sources.Backlog{Value: 4, Target: 10, Active: true, SampledAt: sampled},
 			wantReq: wantRequest("test-project", subFilter, 5*time.Minute, aggregated(monitoringpb.Aggregation_ALIGN_COUNT, monitoringpb.Aggregation_REDUCE_SUM)),
@@ -274,7 +281,7 @@ func TestAggregationMapping(t *testing.T) {
 	}
 	for name, want := range cases {
 		t.Run(name, func(t *testing.T) {
-			m, err := Parse(trigger(withMeta("aggregation", name)))
+			m, err := Parse(trigger(sourcetest.WithMetadata("aggregation", name)))
 			if err != nil {
 				t.Fatalf("Parse: %v", err)
 			}
@@ -288,7 +295,7 @@ func TestAggregationMapping(t *testing.T) {
 func TestBacklogErrorsThroughSDK(t *testing.T) {
 	sampled := fixedNow().Add(-time.Minute)
 	cases := map[string]struct {
-		opts         []func(*sources.Config)
+		opts         []sourcetest.Option
 		series       []*monitoringpb.TimeSeries
 		err          error
 		wantMsg      string
@@ -320,7 +327,7 @@ func TestBacklogErrorsThroughSDK(t *testing.T) {
 			wantNotFound: true,
 		},
 		"distribution without aggregation": {
-			opts:   []func(*sources.Config){withMeta("mode", "AckLatencies")},
+			opts:   []sourcetest.Option{sourcetest.WithMetadata("mode", "AckLatencies")},
 			series: series(point(sampled, distributionValue(3, 1))),
 			wantMsg: "reading pubsub.googleapis.com/subscription/ack_latencies of Pub/Sub subscription " + testSubscription +
 				": point is a distribution; set aggregation (e.g. mean or percentile99) to read pubsub.googleapis.com/subscription/ack_latencies",
@@ -348,12 +355,7 @@ func TestBacklogErrorsThroughSDK(t *testing.T) {
 			if diff := cmp.Diff(tc.wantMsg, err.Error()); diff != "" {
 				t.Errorf("error message mismatch (-want +got):\n%s", diff)
 			}
-			if sources.IsConfigError(err) {
-				t.Errorf("Backlog error %v is a ConfigError, want transient", err)
-			}
-			if got := errors.Is(err, sources.ErrNotFound); got != tc.wantNotFound {
-				t.Errorf("errors.Is(err, ErrNotFound) = %v, want %v", got, tc.wantNotFound)
-			}
+			sourcetest.AssertBacklogError(t, err, tc.wantNotFound)
 			if tc.err != nil && status.Code(err) != status.Code(tc.err) {
 				t.Errorf("status code of %v = %v, want %v (the gRPC error must stay wrapped)", err, status.Code(err), status.Code(tc.err))
 			}
@@ -392,7 +394,8 @@ func TestNewWithAPI(t *testing.T) {
 			t.Errorf("Close: %v", err)
 		}
 	}
-	if _, err := NewWithAPI(trigger(withoutMeta("subscriptionName")), fakeAPI{}); !sources.IsConfigError(err) {
+	if _, err := NewWithAPI(trigger(sourcetest.WithoutMetadata("subscriptionName")),
+		fakeAPI{}); !sources.IsConfigError(err) {
 		t.Errorf("NewWithAPI with a bad config: error = %v, want a ConfigError", err)
 	}
 }
@@ -428,7 +431,7 @@ func TestCloseThroughSDK(t *testing.T) {
 
 func TestNewWithServiceAccountKeyMakesNoCall(t *testing.T) {
 	// An unroutable endpoint: New must not dial it.
-	src, err := New(t.Context(), trigger(withMeta("monitoringEndpoint", "127.0.0.1:1")))
+	src, err := New(t.Context(), trigger(sourcetest.WithMetadata("monitoringEndpoint", "127.0.0.1:1")))
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -438,16 +441,7 @@ func TestNewWithServiceAccountKeyMakesNoCall(t *testing.T) {
 }
 
 func TestRegister(t *testing.T) {
-	r := sources.NewRegistry()
-	if err := Register(r); err != nil {
-		t.Fatalf("Register: %v", err)
-	}
-	if err := Register(r); !errors.Is(err, sources.ErrDuplicateType) {
-		t.Errorf("second Register error = %v, want ErrDuplicateType", err)
-	}
-	if _, err := r.New(t.Context(), trigger(withoutMeta("subscriptionName"))); !sources.IsConfigError(err) {
-		t.Errorf("registry New with a bad config: error = %v, want a ConfigError", err)
-	}
+	r := sourcetest.AssertRegister(t, Register, trigger(sourcetest.WithoutMetadata("subscriptionName")))
 	src, err := r.New(t.Context(), trigger())
 	if err != nil {
 		t.Fatalf("registry New: %v", err)

@@ -1,12 +1,12 @@
 package servicebus
 
 import (
-	"errors"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/kubedispatch/kubedispatch/internal/sourcetest"
 	"github.com/kubedispatch/kubedispatch/sources"
 )
 
@@ -20,37 +20,13 @@ func connString(host string) string {
 
 // trigger builds an azure-servicebus config reading queue jobs with a connection string from the env var SB_CONN,
 // changed by the options.
-func trigger(opts ...func(*sources.Config)) sources.Config {
-	cfg := sources.Config{
-		Type:     Type,
-		Metadata: map[string]string{"queueName": "jobs", "connectionFromEnv": "SB_CONN"},
-		Env:      map[string]string{"SB_CONN": connString("jobs-ns.servicebus.windows.net")},
+func trigger(opts ...sourcetest.Option) sources.Config {
+	defaults := []sourcetest.Option{
+		sourcetest.WithMetadata("queueName", "jobs"),
+		sourcetest.WithMetadata("connectionFromEnv", "SB_CONN"),
+		sourcetest.WithEnv("SB_CONN", connString("jobs-ns.servicebus.windows.net")),
 	}
-	for _, o := range opts {
-		o(&cfg)
-	}
-	return cfg
-}
-
-func withMeta(key, value string) func(*sources.Config) {
-	return func(c *sources.Config) { c.Metadata[key] = value }
-}
-
-func withoutMeta(key string) func(*sources.Config) {
-	return func(c *sources.Config) { delete(c.Metadata, key) }
-}
-
-func withAuth(key, value string) func(*sources.Config) {
-	return func(c *sources.Config) {
-		if c.AuthParams == nil {
-			c.AuthParams = map[string]string{}
-		}
-		c.AuthParams[key] = value
-	}
-}
-
-func withEnv(key, value string) func(*sources.Config) {
-	return func(c *sources.Config) { c.Env[key] = value }
+	return sourcetest.Config(Type, append(defaults, opts...)...)
 }
 
 // workloadIdentity replaces the connection string with podIdentity azure-workload.
@@ -99,55 +75,62 @@ func TestParse(t *testing.T) {
 			}),
 		},
 		"names from env": {
-			cfg: trigger(withoutMeta("queueName"), withMeta("topicNameFromEnv", "TOPIC"), withEnv("TOPIC", "t1"),
-				withMeta("subscriptionNameFromEnv", "SUB"), withEnv("SUB", "s1")),
+			cfg: trigger(sourcetest.WithoutMetadata("queueName"), sourcetest.WithMetadata("topicNameFromEnv", "TOPIC"),
+				sourcetest.WithEnv("TOPIC", "t1"),
+				sourcetest.WithMetadata("subscriptionNameFromEnv", "SUB"), sourcetest.WithEnv("SUB", "s1")),
 			want: meta(func(m *Metadata) {
 				m.Entity, m.QueueName, m.TopicName, m.SubscriptionName = EntitySubscription, "", "t1", "s1"
 			}),
 		},
 		"counts, regex and operation": {
-			cfg: trigger(withMeta("messageCount", "1"), withMeta("activationMessageCount", "3"),
-				withMeta("useRegex", "true"), withMeta("queueName", "jobs-.*"), withMeta("operation", "avg")),
+			cfg: trigger(sourcetest.WithMetadata("messageCount", "1"),
+				sourcetest.WithMetadata("activationMessageCount", "3"),
+				sourcetest.WithMetadata("useRegex", "true"), sourcetest.WithMetadata("queueName", "jobs-.*"),
+				sourcetest.WithMetadata("operation", "avg")),
 			want: meta(func(m *Metadata) {
 				m.MessageCount, m.ActivationMessageCount, m.UseRegex, m.QueueName, m.Operation = 1, 3, true, "jobs-.*", OperationAvg
 			}),
 		},
 		"connection from the TriggerAuthentication": {
-			cfg:  trigger(withoutMeta("connectionFromEnv"), withAuth("connection", connString("auth-ns.servicebus.windows.net"))),
+			cfg: trigger(sourcetest.WithoutMetadata("connectionFromEnv"), sourcetest.WithAuth("connection",
+				connString("auth-ns.servicebus.windows.net"))),
 			want: meta(func(m *Metadata) { m.Namespace = "auth-ns.servicebus.windows.net" }),
 		},
 		"connection with a shared access signature": {
-			cfg:  trigger(withEnv("SB_CONN", "Endpoint=sb://sas-ns.servicebus.windows.net;SharedAccessSignature=SharedAccessSignature sr=x&sig=y&se=1&skn=k")),
+			cfg:  trigger(sourcetest.WithEnv("SB_CONN", "Endpoint=sb://sas-ns.servicebus.windows.net;SharedAccessSignature=SharedAccessSignature sr=x&sig=y&se=1&skn=k")),
 			want: meta(func(m *Metadata) { m.Namespace = "sas-ns.servicebus.windows.net" }),
 		},
 		"workload identity in the public cloud": {
-			cfg: trigger(workloadIdentity, withMeta("namespace", "jobs-ns")),
+			cfg: trigger(workloadIdentity, sourcetest.WithMetadata("namespace", "jobs-ns")),
 			want: meta(func(m *Metadata) {
 				m.Auth, m.Cloud, m.Namespace = AuthWorkloadIdentity, CloudPublic, "jobs-ns.servicebus.windows.net"
 			}),
 		},
 		"workload identity wins over a connection string": {
-			cfg: trigger(func(c *sources.Config) { c.PodIdentity = "azure-workload" }, withMeta("namespace", "jobs-ns")),
+			cfg: trigger(sourcetest.WithPodIdentity("azure-workload"), sourcetest.WithMetadata("namespace", "jobs-ns")),
 			want: meta(func(m *Metadata) {
 				m.Auth, m.Cloud, m.Namespace = AuthWorkloadIdentity, CloudPublic, "jobs-ns.servicebus.windows.net"
 			}),
 		},
 		"workload identity in the China cloud, any case": {
-			cfg: trigger(workloadIdentity, withMeta("namespace", "jobs-ns"), withMeta("cloud", "azurechinacloud")),
+			cfg: trigger(workloadIdentity, sourcetest.WithMetadata("namespace", "jobs-ns"),
+				sourcetest.WithMetadata("cloud", "azurechinacloud")),
 			want: meta(func(m *Metadata) {
 				m.Auth, m.Cloud, m.Namespace = AuthWorkloadIdentity, CloudChina, "jobs-ns.servicebus.chinacloudapi.cn"
 			}),
 		},
 		"workload identity in the US government cloud ignores endpointSuffix": {
-			cfg: trigger(workloadIdentity, withMeta("namespace", "jobs-ns"), withMeta("cloud", "AzureUSGovernmentCloud"),
-				withMeta("endpointSuffix", "servicebus.example.net")),
+			cfg: trigger(workloadIdentity, sourcetest.WithMetadata("namespace", "jobs-ns"),
+				sourcetest.WithMetadata("cloud", "AzureUSGovernmentCloud"),
+				sourcetest.WithMetadata("endpointSuffix", "servicebus.example.net")),
 			want: meta(func(m *Metadata) {
 				m.Auth, m.Cloud, m.Namespace = AuthWorkloadIdentity, CloudUSGovernment, "jobs-ns.servicebus.usgovcloudapi.net"
 			}),
 		},
 		"workload identity in a private cloud": {
-			cfg: trigger(workloadIdentity, withMeta("namespace", "jobs-ns"), withMeta("cloud", "Private"),
-				withMeta("endpointSuffix", "servicebus.example.net")),
+			cfg: trigger(workloadIdentity, sourcetest.WithMetadata("namespace", "jobs-ns"),
+				sourcetest.WithMetadata("cloud", "Private"),
+				sourcetest.WithMetadata("endpointSuffix", "servicebus.example.net")),
 			want: meta(func(m *Metadata) {
 				m.Auth, m.Cloud, m.Namespace = AuthWorkloadIdentity, CloudPrivate, "jobs-ns.servicebus.example.net"
 			}),
@@ -173,100 +156,104 @@ func TestParseErrors(t *testing.T) {
 		wantErr *sources.ConfigError
 	}{
 		"no queue nor topic": {
-			cfg:     trigger(withoutMeta("queueName")),
+			cfg:     trigger(sourcetest.WithoutMetadata("queueName")),
 			wantErr: &sources.ConfigError{Field: "metadata.queueName", Detail: "or topicName with subscriptionName is required"},
 		},
 		"queue and topic": {
-			cfg: trigger(withMeta("topicName", "orders"), withMeta("subscriptionName", "workers")),
+			cfg: trigger(sourcetest.WithMetadata("topicName", "orders"),
+				sourcetest.WithMetadata("subscriptionName", "workers")),
 			wantErr: &sources.ConfigError{Field: "metadata.queueName",
 				Detail: "and topicName are both set; set queueName, or topicName with subscriptionName"},
 		},
 		"queue and subscription": {
-			cfg:     trigger(withMeta("subscriptionName", "workers")),
+			cfg:     trigger(sourcetest.WithMetadata("subscriptionName", "workers")),
 			wantErr: &sources.ConfigError{Field: "metadata.subscriptionName", Detail: "is only used with topicName, not with queueName"},
 		},
 		"topic without subscription": {
-			cfg:     trigger(withoutMeta("queueName"), withMeta("topicName", "orders")),
+			cfg:     trigger(sourcetest.WithoutMetadata("queueName"), sourcetest.WithMetadata("topicName", "orders")),
 			wantErr: &sources.ConfigError{Field: "metadata.subscriptionName", Detail: "is required with topicName"},
 		},
 		"subscription without topic": {
-			cfg:     trigger(withoutMeta("queueName"), withMeta("subscriptionName", "workers")),
+			cfg: trigger(sourcetest.WithoutMetadata("queueName"),
+				sourcetest.WithMetadata("subscriptionName", "workers")),
 			wantErr: &sources.ConfigError{Field: "metadata.topicName", Detail: "is required with subscriptionName"},
 		},
 		"queue from a missing env var": {
-			cfg: trigger(withoutMeta("queueName"), withMeta("queueNameFromEnv", "QUEUE")),
+			cfg: trigger(sourcetest.WithoutMetadata("queueName"), sourcetest.WithMetadata("queueNameFromEnv", "QUEUE")),
 			wantErr: &sources.ConfigError{Field: "metadata.queueNameFromEnv",
 				Detail: `environment variable "QUEUE" is not set in the envSourceContainerName container`},
 		},
 		"non-integer messageCount": {
-			cfg:     trigger(withMeta("messageCount", "five")),
+			cfg:     trigger(sourcetest.WithMetadata("messageCount", "five")),
 			wantErr: &sources.ConfigError{Field: "metadata.messageCount", Detail: `"five" is not an integer`},
 		},
 		"zero messageCount": {
-			cfg:     trigger(withMeta("messageCount", "0")),
+			cfg:     trigger(sourcetest.WithMetadata("messageCount", "0")),
 			wantErr: &sources.ConfigError{Field: "metadata.messageCount", Detail: "must be at least 1, got 0"},
 		},
 		"negative messageCount": {
-			cfg:     trigger(withMeta("messageCount", "-2")),
+			cfg:     trigger(sourcetest.WithMetadata("messageCount", "-2")),
 			wantErr: &sources.ConfigError{Field: "metadata.messageCount", Detail: "must be at least 1, got -2"},
 		},
 		"non-integer activationMessageCount": {
-			cfg:     trigger(withMeta("activationMessageCount", "1.5")),
+			cfg:     trigger(sourcetest.WithMetadata("activationMessageCount", "1.5")),
 			wantErr: &sources.ConfigError{Field: "metadata.activationMessageCount", Detail: `"1.5" is not an integer`},
 		},
 		"non-boolean useRegex": {
-			cfg:     trigger(withMeta("useRegex", "maybe")),
+			cfg:     trigger(sourcetest.WithMetadata("useRegex", "maybe")),
 			wantErr: &sources.ConfigError{Field: "metadata.useRegex", Detail: `"maybe" is not a boolean (use true or false)`},
 		},
 		"bad regular expression": {
-			cfg: trigger(withMeta("useRegex", "true"), withMeta("queueName", "jobs-(")),
+			cfg: trigger(sourcetest.WithMetadata("useRegex", "true"), sourcetest.WithMetadata("queueName", "jobs-(")),
 			wantErr: &sources.ConfigError{Field: "metadata.queueName",
 				Detail: "is not a valid regular expression (useRegex is true): error parsing regexp: missing closing ): `^(?:jobs-()$`"},
 		},
 		"bad subscription regular expression": {
-			cfg: trigger(subscriptionEntity, withMeta("useRegex", "true"), withMeta("subscriptionName", "[")),
+			cfg: trigger(subscriptionEntity, sourcetest.WithMetadata("useRegex", "true"),
+				sourcetest.WithMetadata("subscriptionName", "[")),
 			wantErr: &sources.ConfigError{Field: "metadata.subscriptionName",
 				Detail: "is not a valid regular expression (useRegex is true): error parsing regexp: missing closing ]: `[)$`"},
 		},
 		"unknown operation": {
-			cfg:     trigger(withMeta("operation", "min")),
+			cfg:     trigger(sourcetest.WithMetadata("operation", "min")),
 			wantErr: &sources.ConfigError{Field: "metadata.operation", Detail: `"min" is not supported (use sum, max or avg)`},
 		},
 		"no connection": {
-			cfg: trigger(withoutMeta("connectionFromEnv")),
+			cfg: trigger(sourcetest.WithoutMetadata("connectionFromEnv")),
 			wantErr: &sources.ConfigError{Field: "metadata.connection",
 				Detail: "is required (set connectionFromEnv or the authenticationRef parameter connection, or use podIdentity provider azure-workload with namespace)"},
 		},
 		"connection env var missing": {
-			cfg: trigger(withMeta("connectionFromEnv", "NOPE")),
+			cfg: trigger(sourcetest.WithMetadata("connectionFromEnv", "NOPE")),
 			wantErr: &sources.ConfigError{Field: "metadata.connectionFromEnv",
 				Detail: `environment variable "NOPE" is not set in the envSourceContainerName container`},
 		},
 		"connection string without key=value": {
-			cfg:     trigger(withEnv("SB_CONN", "Endpoint=sb://jobs-ns.servicebus.windows.net/;SharedAccessKeyName=k;secretwithoutequals")),
+			cfg:     trigger(sourcetest.WithEnv("SB_CONN", "Endpoint=sb://jobs-ns.servicebus.windows.net/;SharedAccessKeyName=k;secretwithoutequals")),
 			wantErr: &sources.ConfigError{Field: "metadata.connectionFromEnv", Detail: badConn + "a part has no key=value form"},
 		},
 		"connection string without endpoint": {
-			cfg:     trigger(withEnv("SB_CONN", "SharedAccessKeyName=k;SharedAccessKey="+secretKey)),
+			cfg:     trigger(sourcetest.WithEnv("SB_CONN", "SharedAccessKeyName=k;SharedAccessKey="+secretKey)),
 			wantErr: &sources.ConfigError{Field: "metadata.connectionFromEnv", Detail: badConn + "it has no Endpoint"},
 		},
 		"connection string with a bare endpoint": {
-			cfg: trigger(withEnv("SB_CONN", "Endpoint=jobs-ns;SharedAccessKeyName=k;SharedAccessKey="+secretKey)),
+			cfg: trigger(sourcetest.WithEnv("SB_CONN", "Endpoint=jobs-ns;SharedAccessKeyName=k;SharedAccessKey="+secretKey)),
 			wantErr: &sources.ConfigError{Field: "metadata.connectionFromEnv",
 				Detail: badConn + "its Endpoint is not a URL with a host (want sb://<namespace>.servicebus.windows.net/)"},
 		},
 		"connection string without key": {
-			cfg: trigger(withEnv("SB_CONN", "Endpoint=sb://jobs-ns.servicebus.windows.net/;SharedAccessKeyName=k")),
+			cfg: trigger(sourcetest.WithEnv("SB_CONN", "Endpoint=sb://jobs-ns.servicebus.windows.net/;SharedAccessKeyName=k")),
 			wantErr: &sources.ConfigError{Field: "metadata.connectionFromEnv",
 				Detail: badConn + "it needs SharedAccessKeyName and SharedAccessKey, or SharedAccessSignature"},
 		},
 		"connection string without key name": {
-			cfg: trigger(withEnv("SB_CONN", "Endpoint=sb://jobs-ns.servicebus.windows.net/;SharedAccessKey="+secretKey)),
+			cfg: trigger(sourcetest.WithEnv("SB_CONN", "Endpoint=sb://jobs-ns.servicebus.windows.net/;SharedAccessKey="+secretKey)),
 			wantErr: &sources.ConfigError{Field: "metadata.connectionFromEnv",
 				Detail: badConn + "it needs SharedAccessKeyName and SharedAccessKey, or SharedAccessSignature"},
 		},
 		"bad connection string from the TriggerAuthentication": {
-			cfg:     trigger(withoutMeta("connectionFromEnv"), withAuth("connection", "Endpoint=sb://x/;SharedAccessKeyName=k;SharedAccessKey")),
+			cfg: trigger(sourcetest.WithoutMetadata("connectionFromEnv"),
+				sourcetest.WithAuth("connection", "Endpoint=sb://x/;SharedAccessKeyName=k;SharedAccessKey")),
 			wantErr: &sources.ConfigError{Field: "authenticationRef", Detail: badConn + "a part has no key=value form"},
 		},
 		"workload identity without namespace": {
@@ -274,32 +261,35 @@ func TestParseErrors(t *testing.T) {
 			wantErr: &sources.ConfigError{Field: "metadata.namespace", Detail: "is required with podIdentity provider azure-workload"},
 		},
 		"workload identity with a host name as namespace": {
-			cfg: trigger(workloadIdentity, withMeta("namespace", "jobs-ns.servicebus.windows.net")),
+			cfg: trigger(workloadIdentity, sourcetest.WithMetadata("namespace", "jobs-ns.servicebus.windows.net")),
 			wantErr: &sources.ConfigError{Field: "metadata.namespace",
 				Detail: `"jobs-ns.servicebus.windows.net" is not a Service Bus namespace name (letters, digits and hyphens; not a host name)`},
 		},
 		"private cloud without endpointSuffix": {
-			cfg:     trigger(workloadIdentity, withMeta("namespace", "jobs-ns"), withMeta("cloud", "Private")),
+			cfg: trigger(workloadIdentity, sourcetest.WithMetadata("namespace", "jobs-ns"),
+				sourcetest.WithMetadata("cloud", "Private")),
 			wantErr: &sources.ConfigError{Field: "metadata.endpointSuffix", Detail: "is required with cloud Private"},
 		},
 		"private cloud with a bad endpointSuffix": {
-			cfg: trigger(workloadIdentity, withMeta("namespace", "jobs-ns"), withMeta("cloud", "Private"),
-				withMeta("endpointSuffix", "https://servicebus.example.net")),
+			cfg: trigger(workloadIdentity, sourcetest.WithMetadata("namespace", "jobs-ns"),
+				sourcetest.WithMetadata("cloud", "Private"),
+				sourcetest.WithMetadata("endpointSuffix", "https://servicebus.example.net")),
 			wantErr: &sources.ConfigError{Field: "metadata.endpointSuffix",
 				Detail: `"https://servicebus.example.net" is not a DNS suffix (e.g. servicebus.example.net)`},
 		},
 		"unknown cloud": {
-			cfg: trigger(workloadIdentity, withMeta("namespace", "jobs-ns"), withMeta("cloud", "AzureGermanCloud")),
+			cfg: trigger(workloadIdentity, sourcetest.WithMetadata("namespace", "jobs-ns"),
+				sourcetest.WithMetadata("cloud", "AzureGermanCloud")),
 			wantErr: &sources.ConfigError{Field: "metadata.cloud",
 				Detail: `"AzureGermanCloud" is not a known cloud (use AzurePublicCloud, AzureUSGovernmentCloud, AzureChinaCloud or Private with endpointSuffix)`},
 		},
 		"AAD pod identity": {
-			cfg: trigger(func(c *sources.Config) { c.PodIdentity = "azure" }),
+			cfg: trigger(sourcetest.WithPodIdentity("azure")),
 			wantErr: &sources.ConfigError{Field: "authenticationRef",
 				Detail: "podIdentity provider azure (AAD Pod Identity) is deprecated and not supported; use azure-workload"},
 		},
 		"foreign pod identity": {
-			cfg: trigger(func(c *sources.Config) { c.PodIdentity = "gcp" }),
+			cfg: trigger(sourcetest.WithPodIdentity("gcp")),
 			wantErr: &sources.ConfigError{Field: "authenticationRef",
 				Detail: `podIdentity provider "gcp" cannot authenticate to Service Bus (use azure-workload, or a connection string)`},
 		},
@@ -307,7 +297,7 @@ func TestParseErrors(t *testing.T) {
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			got, err := Parse(tc.cfg)
-			checkConfigError(t, err, tc.wantErr)
+			sourcetest.AssertConfigError(t, err, tc.wantErr)
 			if diff := cmp.Diff(Metadata{}, got); diff != "" {
 				t.Errorf("Parse returned metadata with an error (-want +got):\n%s", diff)
 			}
@@ -341,23 +331,5 @@ func TestCombine(t *testing.T) {
 				t.Errorf("Combine(%v, %s) = %d, want %d", tc.counts, tc.operation, got, tc.want)
 			}
 		})
-	}
-}
-
-// checkConfigError fails t unless err is a *sources.ConfigError equal to want (or both are nil).
-func checkConfigError(t *testing.T, err error, want *sources.ConfigError) {
-	t.Helper()
-	if want == nil {
-		if err != nil {
-			t.Fatalf("unexpected error: %v", err)
-		}
-		return
-	}
-	var ce *sources.ConfigError
-	if !errors.As(err, &ce) {
-		t.Fatalf("error = %v, want *sources.ConfigError %v", err, want)
-	}
-	if diff := cmp.Diff(want, ce); diff != "" {
-		t.Errorf("ConfigError mismatch (-want +got):\n%s", diff)
 	}
 }

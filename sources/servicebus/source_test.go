@@ -18,6 +18,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus/admin"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/kubedispatch/kubedispatch/internal/sourcetest"
 	"github.com/kubedispatch/kubedispatch/sources"
 )
 
@@ -178,10 +179,10 @@ func testOptions(httpClient *http.Client) *admin.ClientOptions {
 func TestBacklog(t *testing.T) {
 	fake := newFakeNamespace()
 	host, httpClient := startNamespace(t, fake)
-	conn := withEnv("SB_CONN", connString(host))
-	regex := withMeta("useRegex", "true")
+	conn := sourcetest.WithEnv("SB_CONN", connString(host))
+	regex := sourcetest.WithMetadata("useRegex", "true")
 	cases := map[string]struct {
-		opts      []func(*sources.Config)
+		opts      []sourcetest.Option
 		want      sources.Backlog
 		wantPaths []string
 	}{
@@ -190,69 +191,77 @@ func TestBacklog(t *testing.T) {
 			wantPaths: []string{"/jobs"},
 		},
 		"empty queue is inactive": {
-			opts:      []func(*sources.Config){withMeta("queueName", "empty")},
+			opts:      []sourcetest.Option{sourcetest.WithMetadata("queueName", "empty")},
 			want:      sources.Backlog{Value: 0, Target: 5, Active: false, SampledAt: fixedNow()},
 			wantPaths: []string{"/empty"},
 		},
 		"at the activation count is inactive": {
-			opts:      []func(*sources.Config){withMeta("messageCount", "1"), withMeta("activationMessageCount", "7")},
+			opts: []sourcetest.Option{sourcetest.WithMetadata("messageCount", "1"),
+				sourcetest.WithMetadata("activationMessageCount", "7")},
 			want:      sources.Backlog{Value: 7, Target: 1, Active: false, SampledAt: fixedNow()},
 			wantPaths: []string{"/jobs"},
 		},
 		"above the activation count is active": {
-			opts:      []func(*sources.Config){withMeta("messageCount", "1"), withMeta("activationMessageCount", "6")},
+			opts: []sourcetest.Option{sourcetest.WithMetadata("messageCount", "1"),
+				sourcetest.WithMetadata("activationMessageCount", "6")},
 			want:      sources.Backlog{Value: 7, Target: 1, Active: true, SampledAt: fixedNow()},
 			wantPaths: []string{"/jobs"},
 		},
 		"subscription": {
-			opts:      []func(*sources.Config){subscriptionEntity, withMeta("messageCount", "3")},
+			opts:      []sourcetest.Option{subscriptionEntity, sourcetest.WithMetadata("messageCount", "3")},
 			want:      sources.Backlog{Value: 12, Target: 3, Active: true, SampledAt: fixedNow()},
 			wantPaths: []string{"/orders/Subscriptions/workers"},
 		},
 		"queue regex sum is anchored": {
-			opts:      []func(*sources.Config){regex, withMeta("queueName", "jobs-[ab]")},
+			opts:      []sourcetest.Option{regex, sourcetest.WithMetadata("queueName", "jobs-[ab]")},
 			want:      sources.Backlog{Value: 13, Target: 5, Active: true, SampledAt: fixedNow()},
 			wantPaths: []string{"/$Resources/Queues", "/$Resources/Queues"},
 		},
 		"queue regex max": {
-			opts:      []func(*sources.Config){regex, withMeta("queueName", "jobs-.*"), withMeta("operation", "max")},
+			opts: []sourcetest.Option{regex, sourcetest.WithMetadata("queueName", "jobs-.*"),
+				sourcetest.WithMetadata("operation", "max")},
 			want:      sources.Backlog{Value: 10, Target: 5, Active: true, SampledAt: fixedNow()},
 			wantPaths: []string{"/$Resources/Queues", "/$Resources/Queues"},
 		},
 		"queue regex avg divides down": {
-			opts:      []func(*sources.Config){regex, withMeta("queueName", "jobs-.*"), withMeta("operation", "avg")},
+			opts: []sourcetest.Option{regex, sourcetest.WithMetadata("queueName", "jobs-.*"),
+				sourcetest.WithMetadata("operation", "avg")},
 			want:      sources.Backlog{Value: 5, Target: 5, Active: true, SampledAt: fixedNow()},
 			wantPaths: []string{"/$Resources/Queues", "/$Resources/Queues"},
 		},
 		"queue regex across pages": {
-			opts:      []func(*sources.Config){regex, withMeta("queueName", "bulk-\\d+")},
+			opts:      []sourcetest.Option{regex, sourcetest.WithMetadata("queueName", "bulk-\\d+")},
 			want:      sources.Backlog{Value: 150, Target: 5, Active: true, SampledAt: fixedNow()},
 			wantPaths: []string{"/$Resources/Queues", "/$Resources/Queues"},
 		},
 		"queue regex matching nothing": {
-			opts:      []func(*sources.Config){regex, withMeta("queueName", "nothing-.*"), withMeta("operation", "avg")},
+			opts: []sourcetest.Option{regex, sourcetest.WithMetadata("queueName", "nothing-.*"),
+				sourcetest.WithMetadata("operation", "avg")},
 			want:      sources.Backlog{Value: 0, Target: 5, Active: false, SampledAt: fixedNow()},
 			wantPaths: []string{"/$Resources/Queues", "/$Resources/Queues"},
 		},
 		"subscription regex sum": {
-			opts:      []func(*sources.Config){subscriptionEntity, regex, withMeta("subscriptionName", "workers-.+")},
+			opts: []sourcetest.Option{subscriptionEntity, regex,
+				sourcetest.WithMetadata("subscriptionName", "workers-.+")},
 			want:      sources.Backlog{Value: 8, Target: 5, Active: true, SampledAt: fixedNow()},
 			wantPaths: []string{"/orders/Subscriptions"},
 		},
 		"subscription regex max": {
-			opts: []func(*sources.Config){subscriptionEntity, regex, withMeta("subscriptionName", "workers.*"),
-				withMeta("operation", "max")},
+			opts: []sourcetest.Option{subscriptionEntity, regex,
+				sourcetest.WithMetadata("subscriptionName", "workers.*"),
+				sourcetest.WithMetadata("operation", "max")},
 			want:      sources.Backlog{Value: 12, Target: 5, Active: true, SampledAt: fixedNow()},
 			wantPaths: []string{"/orders/Subscriptions"},
 		},
 		"subscription regex avg": {
-			opts: []func(*sources.Config){subscriptionEntity, regex, withMeta("subscriptionName", "workers-.+"),
-				withMeta("operation", "avg")},
+			opts: []sourcetest.Option{subscriptionEntity, regex,
+				sourcetest.WithMetadata("subscriptionName", "workers-.+"),
+				sourcetest.WithMetadata("operation", "avg")},
 			want:      sources.Backlog{Value: 4, Target: 5, Active: true, SampledAt: fixedNow()},
 			wantPaths: []string{"/orders/Subscriptions"},
 		},
 		"regex of an unknown topic matches nothing": {
-			opts:      []func(*sources.Config){subscriptionEntity, regex, withMeta("topicName", "nobody")},
+			opts:      []sourcetest.Option{subscriptionEntity, regex, sourcetest.WithMetadata("topicName", "nobody")},
 			want:      sources.Backlog{Value: 0, Target: 5, Active: false, SampledAt: fixedNow()},
 			wantPaths: []string{"/nobody/Subscriptions"},
 		},
@@ -260,7 +269,8 @@ func TestBacklog(t *testing.T) {
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			before := len(fake.requested())
-			src, err := newWithOptions(trigger(append([]func(*sources.Config){conn}, tc.opts...)...), testOptions(httpClient))
+			src, err := newWithOptions(trigger(append([]sourcetest.Option{conn}, tc.opts...)...),
+				testOptions(httpClient))
 			if err != nil {
 				t.Fatalf("newWithOptions: %v", err)
 			}
@@ -281,60 +291,61 @@ func TestBacklog(t *testing.T) {
 func TestBacklogErrors(t *testing.T) {
 	fake := newFakeNamespace()
 	host, httpClient := startNamespace(t, fake)
-	conn := withEnv("SB_CONN", connString(host))
+	conn := sourcetest.WithEnv("SB_CONN", connString(host))
 	cases := map[string]struct {
-		opts         []func(*sources.Config)
+		opts         []sourcetest.Option
 		wantMsg      string
 		wantNotFound bool
 		wantStatus   int
 	}{
 		"missing queue (empty feed)": {
-			opts:         []func(*sources.Config){withMeta("queueName", "nope")},
+			opts:         []sourcetest.Option{sourcetest.WithMetadata("queueName", "nope")},
 			wantMsg:      "reading runtime properties of Service Bus queue nope in " + host + ": queue not found",
 			wantNotFound: true,
 		},
 		"missing queue (404)": {
-			opts:         []func(*sources.Config){withMeta("queueName", "gone404")},
+			opts:         []sourcetest.Option{sourcetest.WithMetadata("queueName", "gone404")},
 			wantMsg:      "reading runtime properties of Service Bus queue gone404 in " + host + ": queue not found",
 			wantNotFound: true,
 		},
 		"missing subscription": {
-			opts:         []func(*sources.Config){subscriptionEntity, withMeta("subscriptionName", "nope")},
+			opts:         []sourcetest.Option{subscriptionEntity, sourcetest.WithMetadata("subscriptionName", "nope")},
 			wantMsg:      "reading runtime properties of Service Bus subscription orders/Subscriptions/nope in " + host + ": subscription not found",
 			wantNotFound: true,
 		},
 		"missing topic": {
-			opts:         []func(*sources.Config){subscriptionEntity, withMeta("topicName", "nobody")},
+			opts:         []sourcetest.Option{subscriptionEntity, sourcetest.WithMetadata("topicName", "nobody")},
 			wantMsg:      "reading runtime properties of Service Bus subscription nobody/Subscriptions/workers in " + host + ": subscription not found",
 			wantNotFound: true,
 		},
 		"server error is transient": {
-			opts:       []func(*sources.Config){withMeta("queueName", "boom")},
+			opts:       []sourcetest.Option{sourcetest.WithMetadata("queueName", "boom")},
 			wantMsg:    "reading runtime properties of Service Bus queue boom in " + host + ": GET https://" + host + "/boom: HTTP 500: forced by the test",
 			wantStatus: http.StatusInternalServerError,
 		},
 		"unauthorized is transient": {
-			opts:       []func(*sources.Config){withMeta("queueName", "denied")},
+			opts:       []sourcetest.Option{sourcetest.WithMetadata("queueName", "denied")},
 			wantMsg:    "reading runtime properties of Service Bus queue denied in " + host + ": GET https://" + host + "/denied: HTTP 401: forced by the test",
 			wantStatus: http.StatusUnauthorized,
 		},
 		"listing a missing topic's subscriptions": {
-			opts: []func(*sources.Config){subscriptionEntity, withMeta("useRegex", "true"),
-				withMeta("topicName", "missing-topic")},
+			opts: []sourcetest.Option{subscriptionEntity, sourcetest.WithMetadata("useRegex", "true"),
+				sourcetest.WithMetadata("topicName", "missing-topic")},
 			wantMsg:      "listing subscriptions of Service Bus topic missing-topic in " + host + ": topic not found: GET https://" + host + "/missing-topic/Subscriptions: HTTP 404: forced by the test",
 			wantNotFound: true,
 			wantStatus:   http.StatusNotFound,
 		},
 		"listing error is transient": {
-			opts: []func(*sources.Config){subscriptionEntity, withMeta("useRegex", "true"),
-				withMeta("topicName", "broken-topic")},
+			opts: []sourcetest.Option{subscriptionEntity, sourcetest.WithMetadata("useRegex", "true"),
+				sourcetest.WithMetadata("topicName", "broken-topic")},
 			wantMsg:    "listing subscriptions of Service Bus topic broken-topic in " + host + ": GET https://" + host + "/broken-topic/Subscriptions: HTTP 503: forced by the test",
 			wantStatus: http.StatusServiceUnavailable,
 		},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			src, err := newWithOptions(trigger(append([]func(*sources.Config){conn}, tc.opts...)...), testOptions(httpClient))
+			src, err := newWithOptions(trigger(append([]sourcetest.Option{conn}, tc.opts...)...),
+				testOptions(httpClient))
 			if err != nil {
 				t.Fatalf("newWithOptions: %v", err)
 			}
@@ -345,12 +356,7 @@ func TestBacklogErrors(t *testing.T) {
 			if diff := cmp.Diff(tc.wantMsg, err.Error()); diff != "" {
 				t.Errorf("error message mismatch (-want +got):\n%s", diff)
 			}
-			if got := errors.Is(err, sources.ErrNotFound); got != tc.wantNotFound {
-				t.Errorf("errors.Is(%v, ErrNotFound) = %v, want %v", err, got, tc.wantNotFound)
-			}
-			if sources.IsConfigError(err) {
-				t.Errorf("Backlog error %v is a ConfigError", err)
-			}
+			sourcetest.AssertBacklogError(t, err, tc.wantNotFound)
 			var re *azcore.ResponseError
 			switch {
 			case tc.wantStatus == 0 && errors.As(err, &re):
@@ -368,14 +374,19 @@ func TestSecretNeverInErrors(t *testing.T) {
 	fake := newFakeNamespace()
 	host, httpClient := startNamespace(t, fake)
 	configs := map[string]sources.Config{
-		"server error":       trigger(withEnv("SB_CONN", connString(host)), withMeta("queueName", "boom")),
-		"unauthorized":       trigger(withEnv("SB_CONN", connString(host)), withMeta("queueName", "denied")),
-		"missing queue":      trigger(withEnv("SB_CONN", connString(host)), withMeta("queueName", "nope")),
-		"unreachable":        trigger(withEnv("SB_CONN", connString("127.0.0.1:1"))),
-		"key in endpoint":    trigger(withEnv("SB_CONN", "Endpoint=sb://"+secretKey+"/;SharedAccessKeyName=k")),
-		"no separator":       trigger(withEnv("SB_CONN", "Endpoint=sb://x/;SharedAccessKey"+secretKey)),
-		"key as the string":  trigger(withAuth("connection", secretKey), withoutMeta("connectionFromEnv")),
-		"key in a bad regex": trigger(withEnv("SB_CONN", connString(host)), withMeta("useRegex", "true"), withMeta("queueName", "(")),
+		"server error": trigger(sourcetest.WithEnv("SB_CONN", connString(host)),
+			sourcetest.WithMetadata("queueName", "boom")),
+		"unauthorized": trigger(sourcetest.WithEnv("SB_CONN", connString(host)),
+			sourcetest.WithMetadata("queueName", "denied")),
+		"missing queue": trigger(sourcetest.WithEnv("SB_CONN", connString(host)),
+			sourcetest.WithMetadata("queueName", "nope")),
+		"unreachable":     trigger(sourcetest.WithEnv("SB_CONN", connString("127.0.0.1:1"))),
+		"key in endpoint": trigger(sourcetest.WithEnv("SB_CONN", "Endpoint=sb://"+secretKey+"/;SharedAccessKeyName=k")),
+		"no separator":    trigger(sourcetest.WithEnv("SB_CONN", "Endpoint=sb://x/;SharedAccessKey"+secretKey)),
+		"key as the string": trigger(sourcetest.WithAuth("connection", secretKey),
+			sourcetest.WithoutMetadata("connectionFromEnv")),
+		"key in a bad regex": trigger(sourcetest.WithEnv("SB_CONN", connString(host)),
+			sourcetest.WithMetadata("useRegex", "true"), sourcetest.WithMetadata("queueName", "(")),
 	}
 	for name, cfg := range configs {
 		t.Run(name, func(t *testing.T) {
@@ -420,7 +431,7 @@ func TestNewWithAdmin(t *testing.T) {
 			t.Errorf("Close: %v", err)
 		}
 	}
-	if _, err := NewWithAdmin(trigger(withoutMeta("queueName")), client); !sources.IsConfigError(err) {
+	if _, err := NewWithAdmin(trigger(sourcetest.WithoutMetadata("queueName")), client); !sources.IsConfigError(err) {
 		t.Errorf("NewWithAdmin with a bad config: error = %v, want a ConfigError", err)
 	}
 }
@@ -444,7 +455,8 @@ func TestNewWithWorkloadIdentityMakesNoCall(t *testing.T) {
 			for k, v := range env {
 				t.Setenv(k, v)
 			}
-			src, err := New(t.Context(), trigger(workloadIdentity, withMeta("namespace", "jobs-ns"), withMeta("cloud", "AzureChinaCloud")))
+			src, err := New(t.Context(), trigger(workloadIdentity, sourcetest.WithMetadata("namespace", "jobs-ns"),
+				sourcetest.WithMetadata("cloud", "AzureChinaCloud")))
 			if err != nil {
 				t.Fatalf("New: %v", err)
 			}
@@ -463,16 +475,7 @@ func TestNewWithWorkloadIdentityMakesNoCall(t *testing.T) {
 }
 
 func TestRegister(t *testing.T) {
-	r := sources.NewRegistry()
-	if err := Register(r); err != nil {
-		t.Fatalf("Register: %v", err)
-	}
-	if err := Register(r); !errors.Is(err, sources.ErrDuplicateType) {
-		t.Errorf("second Register error = %v, want ErrDuplicateType", err)
-	}
-	if _, err := r.New(t.Context(), trigger(withoutMeta("queueName"))); !sources.IsConfigError(err) {
-		t.Errorf("registry New with a bad config: error = %v, want a ConfigError", err)
-	}
+	r := sourcetest.AssertRegister(t, Register, trigger(sourcetest.WithoutMetadata("queueName")))
 	src, err := r.New(t.Context(), trigger())
 	if err != nil {
 		t.Fatalf("registry New: %v", err)

@@ -4,15 +4,11 @@ package sqs
 
 import (
 	"context"
-	"errors"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -21,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"github.com/kubedispatch/kubedispatch/internal/sourcetest"
 	"github.com/kubedispatch/kubedispatch/sources"
 )
 
@@ -33,11 +30,11 @@ func TestBacklogOnMoto(t *testing.T) {
 	defer cancel()
 
 	queueURL := seedQueue(ctx, t, endpoint, "jobs", 7, 2)
-	closedEndpoint := "http://" + closedAddr(t)
+	closedEndpoint := "http://" + sourcetest.FreeAddr(t)
 
 	staticAuth := func(c *sources.Config) {
-		withAuth("awsAccessKeyID", "test")(c)
-		withAuth("awsSecretAccessKey", "test")(c)
+		sourcetest.WithAuth("awsAccessKeyID", "test")(c)
+		sourcetest.WithAuth("awsSecretAccessKey", "test")(c)
 	}
 	cases := map[string]struct {
 		cfg          sources.Config
@@ -47,18 +44,22 @@ func TestBacklogOnMoto(t *testing.T) {
 		wantErr      bool
 	}{
 		"in flight counted": {
-			cfg: trigger(withMeta("queueURL", queueURL), withMeta("awsRegion", "us-east-1"),
-				withMeta("awsEndpoint", endpoint), staticAuth),
+			cfg: trigger(sourcetest.WithMetadata("queueURL", queueURL),
+				sourcetest.WithMetadata("awsRegion", "us-east-1"),
+				sourcetest.WithMetadata("awsEndpoint", endpoint), staticAuth),
 			want: sources.Backlog{Value: 7, Target: 5, Active: true, SampledAt: fixedNow()},
 		},
 		"in flight not counted": {
-			cfg: trigger(withMeta("queueURL", queueURL), withMeta("awsRegion", "us-east-1"),
-				withMeta("awsEndpoint", endpoint), withMeta("scaleOnInFlight", "false"),
-				withMeta("queueLength", "1"), withMeta("activationQueueLength", "5"), staticAuth),
+			cfg: trigger(sourcetest.WithMetadata("queueURL", queueURL),
+				sourcetest.WithMetadata("awsRegion", "us-east-1"),
+				sourcetest.WithMetadata("awsEndpoint", endpoint), sourcetest.WithMetadata("scaleOnInFlight", "false"),
+				sourcetest.WithMetadata("queueLength", "1"), sourcetest.WithMetadata("activationQueueLength", "5"),
+				staticAuth),
 			want: sources.Backlog{Value: 5, Target: 1, Active: false, SampledAt: fixedNow()},
 		},
 		"queue name and the default chain from the environment": {
-			cfg: trigger(withMeta("queueURL", "jobs"), withMeta("awsRegion", "us-east-1"), withPodIdentity("aws")),
+			cfg: trigger(sourcetest.WithMetadata("queueURL", "jobs"), sourcetest.WithMetadata("awsRegion", "us-east-1"),
+				sourcetest.WithPodIdentity("aws")),
 			env: map[string]string{
 				"AWS_ACCESS_KEY_ID":     "test",
 				"AWS_SECRET_ACCESS_KEY": "test",
@@ -67,14 +68,16 @@ func TestBacklogOnMoto(t *testing.T) {
 			want: sources.Backlog{Value: 7, Target: 5, Active: true, SampledAt: fixedNow()},
 		},
 		"missing queue": {
-			cfg: trigger(withMeta("queueURL", endpoint+"/123456789012/nope"), withMeta("awsRegion", "us-east-1"),
-				withMeta("awsEndpoint", endpoint), staticAuth),
+			cfg: trigger(sourcetest.WithMetadata("queueURL", endpoint+"/123456789012/nope"),
+				sourcetest.WithMetadata("awsRegion", "us-east-1"),
+				sourcetest.WithMetadata("awsEndpoint", endpoint), staticAuth),
 			wantNotFound: true,
 			wantErr:      true,
 		},
 		"closed endpoint is transient": {
-			cfg: trigger(withMeta("queueURL", queueURL), withMeta("awsRegion", "us-east-1"),
-				withMeta("awsEndpoint", closedEndpoint), staticAuth),
+			cfg: trigger(sourcetest.WithMetadata("queueURL", queueURL),
+				sourcetest.WithMetadata("awsRegion", "us-east-1"),
+				sourcetest.WithMetadata("awsEndpoint", closedEndpoint), staticAuth),
 			wantErr: true,
 		},
 	}
@@ -94,12 +97,7 @@ func TestBacklogOnMoto(t *testing.T) {
 					t.Fatalf("Backlog = %+v, want an error", got)
 				}
 				t.Logf("Backlog error: %v", err)
-				if sources.IsConfigError(err) {
-					t.Errorf("Backlog error %v is a ConfigError", err)
-				}
-				if gotNF := errors.Is(err, sources.ErrNotFound); gotNF != tc.wantNotFound {
-					t.Errorf("errors.Is(%v, ErrNotFound) = %v, want %v", err, gotNF, tc.wantNotFound)
-				}
+				sourcetest.AssertBacklogError(t, err, tc.wantNotFound)
 				return
 			}
 			if err != nil {
@@ -169,92 +167,18 @@ func startMoto(t *testing.T) string {
 	if err != nil {
 		t.Fatalf("moto_server not found on PATH (%v); install it with: pip install 'moto[server]==5.2.1'", err)
 	}
-	const attempts = 3
-	for i := range attempts {
-		endpoint, ok := tryStartMoto(t, path)
-		if ok {
-			return endpoint
-		}
-		t.Logf("moto_server exited before answering (attempt %d of %d), trying another port", i+1, attempts)
-	}
-	t.Fatalf("moto_server did not start after %d attempts", attempts)
-	return ""
-}
-
-// tryStartMoto starts one moto_server; it returns false if the process exits before it answers (a port race).
-func tryStartMoto(t *testing.T, path string) (string, bool) {
-	t.Helper()
-	addr := closedAddr(t)
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		t.Fatalf("splitting %s: %v", addr, err)
-	}
-	logPath := filepath.Join(t.TempDir(), "moto.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatalf("creating moto log: %v", err)
-	}
-	defer func() { _ = logFile.Close() }()
-
-	cmd := exec.Command(path, "-H", host, "-p", port)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
 	// moto (boto) chokes on some empty AWS_ variables; give it none of ours.
+	env := []string{}
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "AWS_") {
-			cmd.Env = append(cmd.Env, kv)
+			env = append(env, kv)
 		}
 	}
-	// A process group of its own, so that killing it also kills whatever the pyenv shim started.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting moto_server: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-exited
+	return "http://" + sourcetest.StartProcess(t, sourcetest.Process{
+		Name:      "moto_server",
+		Path:      path,
+		Args:      func(host, port string) []string { return []string{"-H", host, "-p", port} },
+		Env:       env,
+		ReadyPath: "/moto-api/",
 	})
-
-	endpoint := "http://" + addr
-	client := &http.Client{Timeout: time.Second}
-	deadline := time.NewTimer(60 * time.Second)
-	defer deadline.Stop()
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-exited:
-			logs, _ := os.ReadFile(logPath)
-			t.Logf("moto_server output:\n%s", logs)
-			return "", false
-		case <-deadline.C:
-			logs, _ := os.ReadFile(logPath)
-			t.Fatalf("moto_server did not answer on %s within 60s; output:\n%s", endpoint, logs)
-		case <-tick.C:
-			if resp, err := client.Get(endpoint + "/moto-api/"); err == nil {
-				_ = resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					return endpoint, true
-				}
-			}
-		}
-	}
-}
-
-// closedAddr returns a loopback address that nothing listens on (it was free a moment ago).
-func closedAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("finding a free port: %v", err)
-	}
-	addr := l.Addr().String()
-	if err := l.Close(); err != nil {
-		t.Fatalf("closing listener: %v", err)
-	}
-	return addr
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/aws/smithy-go"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/kubedispatch/kubedispatch/internal/sourcetest"
 	"github.com/kubedispatch/kubedispatch/sources"
 )
 
@@ -58,45 +59,12 @@ func counts(visible, notVisible, delayed string) map[string]string {
 }
 
 // trigger builds an aws-sqs-queue trigger config with a valid queue URL and region, changed by the options.
-func trigger(opts ...func(*sources.Config)) sources.Config {
-	cfg := sources.Config{
-		Type:     Type,
-		Metadata: map[string]string{"queueURL": testQueueURL, "awsRegion": "eu-west-1"},
+func trigger(opts ...sourcetest.Option) sources.Config {
+	defaults := []sourcetest.Option{
+		sourcetest.WithMetadata("queueURL", testQueueURL),
+		sourcetest.WithMetadata("awsRegion", "eu-west-1"),
 	}
-	for _, o := range opts {
-		o(&cfg)
-	}
-	return cfg
-}
-
-func withMeta(key, value string) func(*sources.Config) {
-	return func(c *sources.Config) { c.Metadata[key] = value }
-}
-
-func withoutMeta(key string) func(*sources.Config) {
-	return func(c *sources.Config) { delete(c.Metadata, key) }
-}
-
-func withAuth(key, value string) func(*sources.Config) {
-	return func(c *sources.Config) {
-		if c.AuthParams == nil {
-			c.AuthParams = map[string]string{}
-		}
-		c.AuthParams[key] = value
-	}
-}
-
-func withEnv(key, value string) func(*sources.Config) {
-	return func(c *sources.Config) {
-		if c.Env == nil {
-			c.Env = map[string]string{}
-		}
-		c.Env[key] = value
-	}
-}
-
-func withPodIdentity(p string) func(*sources.Config) {
-	return func(c *sources.Config) { c.PodIdentity = p }
+	return sourcetest.Config(Type, append(defaults, opts...)...)
 }
 
 func TestBacklog(t *testing.T) {
@@ -116,13 +84,13 @@ func TestBacklog(t *testing.T) {
 			},
 		},
 		"scaleOnInFlight false": {
-			cfg:       trigger(withMeta("scaleOnInFlight", "false")),
+			cfg:       trigger(sourcetest.WithMetadata("scaleOnInFlight", "false")),
 			attrs:     counts("200", "100", "50"),
 			want:      sources.Backlog{Value: 200, Target: 5, Active: true, SampledAt: fixedNow()},
 			wantAttrs: []types.QueueAttributeName{types.QueueAttributeNameApproximateNumberOfMessages},
 		},
 		"scaleOnDelayed true": {
-			cfg:   trigger(withMeta("scaleOnDelayed", "true")),
+			cfg:   trigger(sourcetest.WithMetadata("scaleOnDelayed", "true")),
 			attrs: counts("200", "100", "50"),
 			want:  sources.Backlog{Value: 350, Target: 5, Active: true, SampledAt: fixedNow()},
 			wantAttrs: []types.QueueAttributeName{
@@ -132,7 +100,8 @@ func TestBacklog(t *testing.T) {
 			},
 		},
 		"scaleOnInFlight false and scaleOnDelayed true": {
-			cfg:   trigger(withMeta("scaleOnInFlight", "false"), withMeta("scaleOnDelayed", "true")),
+			cfg: trigger(sourcetest.WithMetadata("scaleOnInFlight", "false"),
+				sourcetest.WithMetadata("scaleOnDelayed", "true")),
 			attrs: counts("200", "100", "50"),
 			want:  sources.Backlog{Value: 250, Target: 5, Active: true, SampledAt: fixedNow()},
 			wantAttrs: []types.QueueAttributeName{
@@ -141,7 +110,7 @@ func TestBacklog(t *testing.T) {
 			},
 		},
 		"raw attributes 1 0 0": {
-			cfg:   trigger(withMeta("scaleOnDelayed", "true")),
+			cfg:   trigger(sourcetest.WithMetadata("scaleOnDelayed", "true")),
 			attrs: counts("1", "0", "0"),
 			want:  sources.Backlog{Value: 1, Target: 5, Active: true, SampledAt: fixedNow()},
 			wantAttrs: []types.QueueAttributeName{
@@ -151,7 +120,7 @@ func TestBacklog(t *testing.T) {
 			},
 		},
 		"int64 count above int32": {
-			cfg:   trigger(withMeta("scaleOnInFlight", "false")),
+			cfg:   trigger(sourcetest.WithMetadata("scaleOnInFlight", "false")),
 			attrs: counts("2147483648", "0", "0"),
 			want:  sources.Backlog{Value: 2147483648, Target: 5, Active: true, SampledAt: fixedNow()},
 			wantAttrs: []types.QueueAttributeName{
@@ -168,7 +137,8 @@ func TestBacklog(t *testing.T) {
 			},
 		},
 		"at the activation threshold is inactive": {
-			cfg:   trigger(withMeta("activationQueueLength", "10"), withMeta("queueLength", "1")),
+			cfg: trigger(sourcetest.WithMetadata("activationQueueLength", "10"),
+				sourcetest.WithMetadata("queueLength", "1")),
 			attrs: counts("6", "4", "0"),
 			want:  sources.Backlog{Value: 10, Target: 1, Active: false, SampledAt: fixedNow()},
 			wantAttrs: []types.QueueAttributeName{
@@ -177,7 +147,8 @@ func TestBacklog(t *testing.T) {
 			},
 		},
 		"above the activation threshold is active": {
-			cfg:   trigger(withMeta("activationQueueLength", "10"), withMeta("queueLength", "1")),
+			cfg: trigger(sourcetest.WithMetadata("activationQueueLength", "10"),
+				sourcetest.WithMetadata("queueLength", "1")),
 			attrs: counts("7", "4", "0"),
 			want:  sources.Backlog{Value: 11, Target: 1, Active: true, SampledAt: fixedNow()},
 			wantAttrs: []types.QueueAttributeName{
@@ -186,8 +157,9 @@ func TestBacklog(t *testing.T) {
 			},
 		},
 		"queue name and queueLength from env": {
-			cfg: trigger(withoutMeta("queueURL"), withMeta("queueURLFromEnv", "QUEUE"), withEnv("QUEUE", "jobs"),
-				withMeta("queueLengthFromEnv", "PER_JOB"), withEnv("PER_JOB", "2")),
+			cfg: trigger(sourcetest.WithoutMetadata("queueURL"), sourcetest.WithMetadata("queueURLFromEnv", "QUEUE"),
+				sourcetest.WithEnv("QUEUE", "jobs"),
+				sourcetest.WithMetadata("queueLengthFromEnv", "PER_JOB"), sourcetest.WithEnv("PER_JOB", "2")),
 			attrs: counts("3", "0", "0"),
 			want:  sources.Backlog{Value: 3, Target: 2, Active: true, SampledAt: fixedNow()},
 			wantAttrs: []types.QueueAttributeName{
@@ -257,7 +229,7 @@ func TestBacklogErrors(t *testing.T) {
 			wantMsg:      fmt.Sprintf("reading attributes of SQS queue %s: queue not found: %v", testQueueURL, sdkNotFound),
 		},
 		"queue does not exist by error code": {
-			cfg:          trigger(withMeta("queueURL", "jobs")),
+			cfg:          trigger(sourcetest.WithMetadata("queueURL", "jobs")),
 			err:          codeNotFound,
 			wantNotFound: true,
 			wantMsg:      fmt.Sprintf("reading attributes of SQS queue jobs: queue not found: %v", codeNotFound),
@@ -281,12 +253,7 @@ func TestBacklogErrors(t *testing.T) {
 			if diff := cmp.Diff(tc.wantMsg, err.Error()); diff != "" {
 				t.Errorf("error message mismatch (-want +got):\n%s", diff)
 			}
-			if got := errors.Is(err, sources.ErrNotFound); got != tc.wantNotFound {
-				t.Errorf("errors.Is(err, ErrNotFound) = %v, want %v", got, tc.wantNotFound)
-			}
-			if sources.IsConfigError(err) {
-				t.Errorf("Backlog error %v is a ConfigError, want transient or not found", err)
-			}
+			sourcetest.AssertBacklogError(t, err, tc.wantNotFound)
 			if tc.err != nil && !errors.Is(err, tc.err) {
 				t.Errorf("error %v does not wrap the SDK error", err)
 			}
@@ -306,83 +273,87 @@ func TestParse(t *testing.T) {
 				ScaleOnInFlight: true},
 		},
 		"everything set": {
-			cfg: trigger(withMeta("queueLength", "2"), withMeta("activationQueueLength", "3"),
-				withMeta("awsEndpoint", "http://127.0.0.1:4566"), withMeta("scaleOnInFlight", "false"),
-				withMeta("scaleOnDelayed", "true")),
+			cfg: trigger(sourcetest.WithMetadata("queueLength", "2"),
+				sourcetest.WithMetadata("activationQueueLength", "3"),
+				sourcetest.WithMetadata("awsEndpoint", "http://127.0.0.1:4566"),
+				sourcetest.WithMetadata("scaleOnInFlight", "false"),
+				sourcetest.WithMetadata("scaleOnDelayed", "true")),
 			want: Metadata{QueueURL: testQueueURL, QueueName: "jobs", QueueLength: 2, ActivationQueueLength: 3,
 				Region: "eu-west-1", Endpoint: "http://127.0.0.1:4566", ScaleOnDelayed: true},
 		},
 		"queue name only": {
-			cfg:  trigger(withMeta("queueURL", "jobs.fifo")),
+			cfg:  trigger(sourcetest.WithMetadata("queueURL", "jobs.fifo")),
 			want: Metadata{QueueURL: "jobs.fifo", QueueName: "jobs.fifo", QueueLength: 5, Region: "eu-west-1", ScaleOnInFlight: true},
 		},
 		"queue URL from env": {
-			cfg: trigger(withoutMeta("queueURL"), withMeta("queueURLFromEnv", "QUEUE_URL"),
-				withEnv("QUEUE_URL", "http://localhost:4566/000000000000/work")),
+			cfg: trigger(sourcetest.WithoutMetadata("queueURL"),
+				sourcetest.WithMetadata("queueURLFromEnv", "QUEUE_URL"),
+				sourcetest.WithEnv("QUEUE_URL", "http://localhost:4566/000000000000/work")),
 			want: Metadata{QueueURL: "http://localhost:4566/000000000000/work", QueueName: "work", QueueLength: 5,
 				Region: "eu-west-1", ScaleOnInFlight: true},
 		},
 		"region from auth params": {
-			cfg:  trigger(withoutMeta("awsRegion"), withAuth("awsRegion", "us-east-2")),
+			cfg:  trigger(sourcetest.WithoutMetadata("awsRegion"), sourcetest.WithAuth("awsRegion", "us-east-2")),
 			want: Metadata{QueueURL: testQueueURL, QueueName: "jobs", QueueLength: 5, Region: "us-east-2", ScaleOnInFlight: true},
 		},
 		"missing queueURL": {
-			cfg: trigger(withoutMeta("queueURL")),
+			cfg: trigger(sourcetest.WithoutMetadata("queueURL")),
 			wantErr: &sources.ConfigError{Field: "metadata.queueURL",
 				Detail: "is required (set queueURL, queueURLFromEnv or the authenticationRef parameter queueURL)"},
 		},
 		"queueURLFromEnv names a missing variable": {
-			cfg: trigger(withoutMeta("queueURL"), withMeta("queueURLFromEnv", "QUEUE_URL")),
+			cfg: trigger(sourcetest.WithoutMetadata("queueURL"),
+				sourcetest.WithMetadata("queueURLFromEnv", "QUEUE_URL")),
 			wantErr: &sources.ConfigError{Field: "metadata.queueURLFromEnv",
 				Detail: `environment variable "QUEUE_URL" is not set in the envSourceContainerName container`},
 		},
 		"URL without queue segment": {
-			cfg: trigger(withMeta("queueURL", "https://sqs.eu-west-1.amazonaws.com/123456789012")),
+			cfg: trigger(sourcetest.WithMetadata("queueURL", "https://sqs.eu-west-1.amazonaws.com/123456789012")),
 			wantErr: &sources.ConfigError{Field: "metadata.queueURL",
 				Detail: `"https://sqs.eu-west-1.amazonaws.com/123456789012" has no queue in its path (want https://<host>/<account>/<queue>)`},
 		},
 		"URL with empty queue segment": {
-			cfg: trigger(withMeta("queueURL", "https://sqs.eu-west-1.amazonaws.com/123456789012/")),
+			cfg: trigger(sourcetest.WithMetadata("queueURL", "https://sqs.eu-west-1.amazonaws.com/123456789012/")),
 			wantErr: &sources.ConfigError{Field: "metadata.queueURL",
 				Detail: `"https://sqs.eu-west-1.amazonaws.com/123456789012/" has no queue in its path (want https://<host>/<account>/<queue>)`},
 		},
 		"URL without path": {
-			cfg: trigger(withMeta("queueURL", "https://sqs.eu-west-1.amazonaws.com")),
+			cfg: trigger(sourcetest.WithMetadata("queueURL", "https://sqs.eu-west-1.amazonaws.com")),
 			wantErr: &sources.ConfigError{Field: "metadata.queueURL",
 				Detail: `"https://sqs.eu-west-1.amazonaws.com" has no queue in its path (want https://<host>/<account>/<queue>)`},
 		},
 		"URL with extra segment": {
-			cfg: trigger(withMeta("queueURL", "https://sqs.eu-west-1.amazonaws.com/1/jobs/x")),
+			cfg: trigger(sourcetest.WithMetadata("queueURL", "https://sqs.eu-west-1.amazonaws.com/1/jobs/x")),
 			wantErr: &sources.ConfigError{Field: "metadata.queueURL",
 				Detail: `"https://sqs.eu-west-1.amazonaws.com/1/jobs/x" has no queue in its path (want https://<host>/<account>/<queue>)`},
 		},
 		"empty region": {
-			cfg: trigger(withMeta("awsRegion", "")),
+			cfg: trigger(sourcetest.WithMetadata("awsRegion", "")),
 			wantErr: &sources.ConfigError{Field: "metadata.awsRegion",
 				Detail: "is required (set awsRegion, awsRegionFromEnv or the authenticationRef parameter awsRegion)"},
 		},
 		"non-integer queueLength": {
-			cfg:     trigger(withMeta("queueLength", "a")),
+			cfg:     trigger(sourcetest.WithMetadata("queueLength", "a")),
 			wantErr: &sources.ConfigError{Field: "metadata.queueLength", Detail: `"a" is not an integer`},
 		},
 		"zero queueLength": {
-			cfg:     trigger(withMeta("queueLength", "0")),
+			cfg:     trigger(sourcetest.WithMetadata("queueLength", "0")),
 			wantErr: &sources.ConfigError{Field: "metadata.queueLength", Detail: "must be at least 1, got 0"},
 		},
 		"non-integer activationQueueLength": {
-			cfg:     trigger(withMeta("activationQueueLength", "a")),
+			cfg:     trigger(sourcetest.WithMetadata("activationQueueLength", "a")),
 			wantErr: &sources.ConfigError{Field: "metadata.activationQueueLength", Detail: `"a" is not an integer`},
 		},
 		"non-boolean scaleOnInFlight": {
-			cfg:     trigger(withMeta("scaleOnInFlight", "sometimes")),
+			cfg:     trigger(sourcetest.WithMetadata("scaleOnInFlight", "sometimes")),
 			wantErr: &sources.ConfigError{Field: "metadata.scaleOnInFlight", Detail: `"sometimes" is not a boolean (use true or false)`},
 		},
 		"endpoint without scheme": {
-			cfg:     trigger(withMeta("awsEndpoint", "localhost:4566")),
+			cfg:     trigger(sourcetest.WithMetadata("awsEndpoint", "localhost:4566")),
 			wantErr: &sources.ConfigError{Field: "metadata.awsEndpoint", Detail: `"localhost:4566" is not an http(s) URL with a host`},
 		},
 		"identityOwner is not supported": {
-			cfg: trigger(withMeta("identityOwner", "operator")),
+			cfg: trigger(sourcetest.WithMetadata("identityOwner", "operator")),
 			wantErr: &sources.ConfigError{Field: "metadata.identityOwner",
 				Detail: "is deprecated and not supported; use a TriggerAuthentication with podIdentity provider aws, or access keys"},
 		},
@@ -390,7 +361,7 @@ func TestParse(t *testing.T) {
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			got, err := Parse(tc.cfg)
-			checkConfigError(t, err, tc.wantErr)
+			sourcetest.AssertConfigError(t, err, tc.wantErr)
 			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("Parse mismatch (-want +got):\n%s", diff)
 			}
@@ -412,47 +383,51 @@ func TestCredentials(t *testing.T) {
 			cfg: trigger(),
 		},
 		"pod identity aws uses the default chain": {
-			cfg: trigger(withPodIdentity("aws")),
+			cfg: trigger(sourcetest.WithPodIdentity("aws")),
 		},
 		"access keys": {
-			cfg:  trigger(withAuth("awsAccessKeyID", "AKID"), withAuth("awsSecretAccessKey", "SECRET")),
+			cfg: trigger(sourcetest.WithAuth("awsAccessKeyID", "AKID"),
+				sourcetest.WithAuth("awsSecretAccessKey", "SECRET")),
 			want: creds{Static: true, KeyID: "AKID", SecretKey: "SECRET"},
 		},
 		"access keys with session token": {
-			cfg: trigger(withAuth("awsAccessKeyID", "AKID"), withAuth("awsSecretAccessKey", "SECRET"),
-				withAuth("awsSessionToken", "TOKEN")),
+			cfg: trigger(sourcetest.WithAuth("awsAccessKeyID", "AKID"),
+				sourcetest.WithAuth("awsSecretAccessKey", "SECRET"),
+				sourcetest.WithAuth("awsSessionToken", "TOKEN")),
 			want: creds{Static: true, KeyID: "AKID", SecretKey: "SECRET", SessionToken: "TOKEN"},
 		},
 		"access keys win over pod identity": {
-			cfg: trigger(withPodIdentity("aws"), withAuth("awsAccessKeyID", "AKID"),
-				withAuth("awsSecretAccessKey", "SECRET")),
+			cfg: trigger(sourcetest.WithPodIdentity("aws"), sourcetest.WithAuth("awsAccessKeyID", "AKID"),
+				sourcetest.WithAuth("awsSecretAccessKey", "SECRET")),
 			want: creds{Static: true, KeyID: "AKID", SecretKey: "SECRET"},
 		},
 		"access keys in metadata are ignored": {
-			cfg: trigger(withMeta("awsAccessKeyID", "AKID"), withMeta("awsSecretAccessKey", "SECRET")),
+			cfg: trigger(sourcetest.WithMetadata("awsAccessKeyID", "AKID"),
+				sourcetest.WithMetadata("awsSecretAccessKey", "SECRET")),
 		},
 		"key id without secret": {
-			cfg: trigger(withAuth("awsAccessKeyID", "AKID")),
+			cfg: trigger(sourcetest.WithAuth("awsAccessKeyID", "AKID")),
 			wantErr: &sources.ConfigError{Field: "authenticationRef",
 				Detail: "parameter awsSecretAccessKey is missing (awsAccessKeyID is set)"},
 		},
 		"secret without key id": {
-			cfg: trigger(withAuth("awsSecretAccessKey", "SECRET")),
+			cfg: trigger(sourcetest.WithAuth("awsSecretAccessKey", "SECRET")),
 			wantErr: &sources.ConfigError{Field: "authenticationRef",
 				Detail: "parameter awsAccessKeyID is missing (awsSecretAccessKey is set)"},
 		},
 		"session token alone": {
-			cfg: trigger(withAuth("awsSessionToken", "TOKEN")),
+			cfg: trigger(sourcetest.WithAuth("awsSessionToken", "TOKEN")),
 			wantErr: &sources.ConfigError{Field: "authenticationRef",
 				Detail: "parameter awsSessionToken needs awsAccessKeyID and awsSecretAccessKey"},
 		},
 		"role ARN with access keys": {
-			cfg: trigger(withAuth("awsRoleArn", "arn:aws:iam::123456789012:role/jobs"), withAuth("awsAccessKeyID", "ID"), withAuth("awsSecretAccessKey", "SECRET")),
+			cfg: trigger(sourcetest.WithAuth("awsRoleArn", "arn:aws:iam::123456789012:role/jobs"),
+				sourcetest.WithAuth("awsAccessKeyID", "ID"), sourcetest.WithAuth("awsSecretAccessKey", "SECRET")),
 			wantErr: &sources.ConfigError{Field: "authenticationRef",
 				Detail: "parameter awsRoleArn and access keys are both set: use one (the role is assumed with the dispatcher's own identity)"},
 		},
 		"foreign pod identity": {
-			cfg: trigger(withPodIdentity("gcp")),
+			cfg: trigger(sourcetest.WithPodIdentity("gcp")),
 			wantErr: &sources.ConfigError{Field: "authenticationRef",
 				Detail: `podIdentity provider "gcp" cannot authenticate to SQS (use aws, or access keys)`},
 		},
@@ -460,7 +435,7 @@ func TestCredentials(t *testing.T) {
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			provider, err := credentialsFor(tc.cfg)
-			checkConfigError(t, err, tc.wantErr)
+			sourcetest.AssertConfigError(t, err, tc.wantErr)
 			if err != nil {
 				if _, nerr := New(context.Background(), tc.cfg); !sources.IsConfigError(nerr) {
 					t.Errorf("New() error = %v, want the same ConfigError", nerr)
@@ -489,7 +464,8 @@ func TestNewBuildsAClientWithoutNetwork(t *testing.T) {
 	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", dir+"/credentials")
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
 
-	src, err := New(context.Background(), trigger(withAuth("awsAccessKeyID", "AKID"), withAuth("awsSecretAccessKey", "SECRET")))
+	src, err := New(context.Background(), trigger(sourcetest.WithAuth("awsAccessKeyID", "AKID"),
+		sourcetest.WithAuth("awsSecretAccessKey", "SECRET")))
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -512,32 +488,5 @@ func TestNewBuildsAClientWithoutNetwork(t *testing.T) {
 }
 
 func TestRegister(t *testing.T) {
-	r := sources.NewRegistry()
-	if err := Register(r); err != nil {
-		t.Fatalf("Register: %v", err)
-	}
-	if err := Register(r); !errors.Is(err, sources.ErrDuplicateType) {
-		t.Errorf("second Register error = %v, want ErrDuplicateType", err)
-	}
-	if _, err := r.New(context.Background(), trigger(withoutMeta("queueURL"))); !sources.IsConfigError(err) {
-		t.Errorf("registry New with a bad config error = %v, want a ConfigError", err)
-	}
-}
-
-// checkConfigError fails t unless err is a *sources.ConfigError equal to want (or both are nil).
-func checkConfigError(t *testing.T, err error, want *sources.ConfigError) {
-	t.Helper()
-	if want == nil {
-		if err != nil {
-			t.Fatalf("unexpected error: %v", err)
-		}
-		return
-	}
-	var ce *sources.ConfigError
-	if !errors.As(err, &ce) {
-		t.Fatalf("error = %v, want *sources.ConfigError %v", err, want)
-	}
-	if diff := cmp.Diff(want, ce); diff != "" {
-		t.Errorf("ConfigError mismatch (-want +got):\n%s", diff)
-	}
+	sourcetest.AssertRegister(t, Register, trigger(sourcetest.WithoutMetadata("queueURL")))
 }
