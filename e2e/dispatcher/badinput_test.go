@@ -14,39 +14,19 @@ import (
 	"github.com/kubedispatch/kubedispatch/e2e/framework"
 )
 
-// waitReady waits until the Ready condition has the given status and its message contains every want string.
-func waitReady(f *framework.F, name string, status metav1.ConditionStatus, want ...string) *v1alpha1.ScaledJob {
-	f.T.Helper()
-	var sj *v1alpha1.ScaledJob
-	f.Eventually(fmt.Sprintf("Ready=%s on %s mentioning %q", status, name, want), 2*time.Minute, func() (bool, error) {
-		sj = getSJ(f, name)
-		c := condition(sj, v1alpha1.ConditionReady)
-		if c == nil || c.Status != status {
-			return false, fmt.Errorf("ready condition %+v", c)
-		}
-		for _, w := range want {
-			if !strings.Contains(c.Message, w) {
-				return false, fmt.Errorf("ready message %q", c.Message)
-			}
-		}
-		return true, nil
-	})
-	return sj
-}
-
 // Bad input gets Ready=False naming the field, creates no Jobs, and recovers when fixed.
 func TestBadInputNamesTheFieldAndRecovers(t *testing.T) {
 	f := framework.New(t)
 	url := f.CreateQueue("bad", nil)
 	f.SendMessages(url, 2, "m")
 	cases := map[string]struct {
-		build func(b *sjBuilder) *sjBuilder
+		build func(b *framework.ScaledJobBuilder) *framework.ScaledJobBuilder
 		want  []string
 		fix   func(sj *v1alpha1.ScaledJob)
 	}{
 		"unknown trigger type": {
-			build: func(b *sjBuilder) *sjBuilder {
-				return b.trigger(v1alpha1.ScaleTrigger{Type: "rabbitmq", Metadata: map[string]string{"queueName": "x"}})
+			build: func(b *framework.ScaledJobBuilder) *framework.ScaledJobBuilder {
+				return b.ScaleTrigger(v1alpha1.ScaleTrigger{Type: "rabbitmq", Metadata: map[string]string{"queueName": "x"}})
 			},
 			want: []string{"spec.triggers[0].type", "rabbitmq", "aws-sqs-queue"},
 			fix: func(sj *v1alpha1.ScaledJob) {
@@ -54,19 +34,21 @@ func TestBadInputNamesTheFieldAndRecovers(t *testing.T) {
 			},
 		},
 		"missing queueURL": {
-			build: func(b *sjBuilder) *sjBuilder { return b.sqs("", 1) },
+			build: func(b *framework.ScaledJobBuilder) *framework.ScaledJobBuilder { return b.SQS("", 1) },
 			want:  []string{"spec.triggers[0].metadata.queueURL"},
 			fix:   func(sj *v1alpha1.ScaledJob) { sj.Spec.Triggers[0].Metadata["queueURL"] = url },
 		},
 		"non-numeric queueLength": {
-			build: func(b *sjBuilder) *sjBuilder { return b.sqs(url, 1, "queueLength", "five") },
-			want:  []string{"spec.triggers[0].metadata.queueLength", "five"},
-			fix:   func(sj *v1alpha1.ScaledJob) { sj.Spec.Triggers[0].Metadata["queueLength"] = "1" },
+			build: func(b *framework.ScaledJobBuilder) *framework.ScaledJobBuilder {
+				return b.SQS(url, 1, "queueLength", "five")
+			},
+			want: []string{"spec.triggers[0].metadata.queueLength", "five"},
+			fix:  func(sj *v1alpha1.ScaledJob) { sj.Spec.Triggers[0].Metadata["queueLength"] = "1" },
 		},
 		"missing Secret": {
-			build: func(b *sjBuilder) *sjBuilder {
-				b = b.sqs(url, 1)
-				b.sj.Spec.Triggers[0].AuthenticationRef = &v1alpha1.AuthenticationRef{Name: "bad-auth-" + b.sj.Name}
+			build: func(b *framework.ScaledJobBuilder) *framework.ScaledJobBuilder {
+				b = b.SQS(url, 1)
+				b.ScaledJob.Spec.Triggers[0].AuthenticationRef = &v1alpha1.AuthenticationRef{Name: "bad-auth-" + b.ScaledJob.Name}
 				return b
 			},
 			want: []string{"authenticationRef", "Secret", "not found"},
@@ -78,8 +60,8 @@ func TestBadInputNamesTheFieldAndRecovers(t *testing.T) {
 		sjName := fmt.Sprintf("bad-%d", i)
 		i++
 		names[name] = sjName
-		b := tc.build(scaledJob(f, sjName).poll(2).runFor("10m"))
-		b.create(f)
+		b := tc.build(framework.NewScaledJob(f, sjName).Poll(2).RunFor("10m"))
+		b.Create()
 		if name == "missing Secret" {
 			ta := &v1alpha1.TriggerAuthentication{
 				ObjectMeta: metav1.ObjectMeta{Name: "bad-auth-" + sjName, Namespace: f.Namespace},
@@ -97,9 +79,9 @@ func TestBadInputNamesTheFieldAndRecovers(t *testing.T) {
 	for name, tc := range cases {
 		sjName := names[name]
 		t.Run(name, func(t *testing.T) {
-			waitReady(f, sjName, metav1.ConditionFalse, tc.want...)
-			waitDecisionAfter(f, sjName, time.Now().Add(time.Second))
-			if n := len(jobsOf(f, sjName)); n != 0 {
+			f.WaitReady(sjName, metav1.ConditionFalse, tc.want...)
+			f.WaitDecisionAfter(sjName, time.Now().Add(time.Second))
+			if n := len(f.JobsOf(sjName)); n != 0 {
 				t.Fatalf("%d Jobs created for an invalid ScaledJob", n)
 			}
 		})
@@ -113,19 +95,19 @@ func TestBadInputNamesTheFieldAndRecovers(t *testing.T) {
 	}
 	for name, tc := range cases {
 		if tc.fix != nil {
-			update(f, names[name], tc.fix)
+			f.UpdateScaledJob(names[name], tc.fix)
 		}
 	}
 	for name := range cases {
 		sjName := names[name]
 		t.Run(name+" fixed", func(t *testing.T) {
-			waitReady(f, sjName, metav1.ConditionTrue)
-			f.Eventually("2 Jobs for "+sjName, time.Minute, func() (bool, error) { return len(jobsOf(f, sjName)) == 2, nil })
+			f.WaitReady(sjName, metav1.ConditionTrue)
+			f.Eventually("2 Jobs for "+sjName, time.Minute, func() (bool, error) { return len(f.JobsOf(sjName)) == 2, nil })
 		})
 	}
 	// The Secret's value never shows in status or events.
 	for _, sjName := range names {
-		sj := getSJ(f, sjName)
+		sj := f.ScaledJob(sjName)
 		if strings.Contains(fmt.Sprintf("%+v", sj.Status), secretValue) {
 			t.Errorf("status of %s shows the secret value", sjName)
 		}
@@ -148,8 +130,8 @@ func sqsMetadata(url string) map[string]string {
 // min > max is refused by the API server (CEL rule), naming the field, so it never reaches the dispatcher.
 func TestMinAboveMaxRefusedByTheAPI(t *testing.T) {
 	f := framework.New(t)
-	b := scaledJob(f, "minmax").sqs("q", 1).min(5).max(2)
-	err := f.Client.Create(f.Ctx, b.sj)
+	b := framework.NewScaledJob(f, "minmax").SQS("q", 1).Min(5).Max(2)
+	err := f.Client.Create(f.Ctx, b.ScaledJob)
 	if err == nil || !strings.Contains(err.Error(), "minReplicaCount") {
 		t.Fatalf("create with min 5 > max 2: err = %v, want a refusal naming minReplicaCount", err)
 	}
@@ -158,21 +140,21 @@ func TestMinAboveMaxRefusedByTheAPI(t *testing.T) {
 // A queue that does not exist, and an endpoint nothing listens on, give a trigger error in status and no Jobs.
 func TestUnreachableQueueIsATriggerError(t *testing.T) {
 	f := framework.New(t)
-	scaledJob(f, "noqueue").sqs(framework.Cluster().SQSEndpoint+"/123456789012/does-not-exist", 1).poll(2).create(f)
-	b := scaledJob(f, "noendpoint").sqs("http://127.0.0.1:1/123456789012/q", 1).poll(2)
-	b.sj.Spec.Triggers[0].Metadata["awsEndpoint"] = "http://127.0.0.1:1"
-	b.create(f)
+	framework.NewScaledJob(f, "noqueue").SQS(framework.Cluster().SQSEndpoint+"/123456789012/does-not-exist", 1).Poll(2).Create()
+	b := framework.NewScaledJob(f, "noendpoint").SQS("http://127.0.0.1:1/123456789012/q", 1).Poll(2)
+	b.ScaledJob.Spec.Triggers[0].Metadata["awsEndpoint"] = "http://127.0.0.1:1"
+	b.Create()
 	f.StartDispatcher()
-	sj := waitReady(f, "noqueue", metav1.ConditionFalse, "does-not-exist")
-	if r := condition(sj, v1alpha1.ConditionReady).Reason; r != "TriggerError" {
+	sj := f.WaitReady("noqueue", metav1.ConditionFalse, "does-not-exist")
+	if r := framework.Condition(sj, v1alpha1.ConditionReady).Reason; r != "TriggerError" {
 		t.Errorf("Ready reason = %s, want TriggerError", r)
 	}
 	if sj.Status.Triggers[0].LastError == "" {
 		t.Errorf("status.triggers[0].lastError is empty")
 	}
-	waitReady(f, "noendpoint", metav1.ConditionFalse, "127.0.0.1:1")
+	f.WaitReady("noendpoint", metav1.ConditionFalse, "127.0.0.1:1")
 	for _, n := range []string{"noqueue", "noendpoint"} {
-		if got := len(jobsOf(f, n)); got != 0 {
+		if got := len(f.JobsOf(n)); got != 0 {
 			t.Errorf("%s: %d Jobs created on a failed read", n, got)
 		}
 	}
@@ -193,11 +175,11 @@ func TestRefusedCreatesAreReportedAndOthersProceed(t *testing.T) {
 	})
 	url := f.CreateQueue("quota", nil)
 	f.SendMessages(url, 5, "m")
-	scaledJob(f, "quota").sqs(url, 1).poll(2).runFor("10m").create(f)
+	framework.NewScaledJob(f, "quota").SQS(url, 1).Poll(2).RunFor("10m").Create()
 	f.StartDispatcher()
-	sj := waitReady(f, "quota", metav1.ConditionFalse, "Jobs failed", "exceeded quota")
-	if n := len(jobsOf(f, "quota")); n != 3 {
+	sj := f.WaitReady("quota", metav1.ConditionFalse, "Jobs failed", "exceeded quota")
+	if n := len(f.JobsOf("quota")); n != 3 {
 		t.Errorf("%d Jobs created under a quota of 3, want 3", n)
 	}
-	t.Logf("Ready message: %s", condition(sj, v1alpha1.ConditionReady).Message)
+	t.Logf("Ready message: %s", framework.Condition(sj, v1alpha1.ConditionReady).Message)
 }

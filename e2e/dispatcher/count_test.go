@@ -41,7 +41,7 @@ func TestKEDADocsTableEndToEnd(t *testing.T) {
 		url := f.CreateQueue(name, nil)
 		f.SendMessages(url, tc.backlog, row)
 		// Created paused with a long poll, so the running Jobs exist before the first counted tick.
-		sj := scaledJob(f, name).sqs(url, tc.target).max(int32(tc.max)).poll(600).runFor("10m").paused().create(f)
+		sj := framework.NewScaledJob(f, name).SQS(url, tc.target).Max(int32(tc.max)).Poll(600).RunFor("10m").Paused().Create()
 		for range tc.running {
 			job, err := jobtemplate.Build(sj, jobtemplate.Name(sj.Name, jobtemplate.RandomSuffix))
 			if err != nil {
@@ -56,14 +56,14 @@ func TestKEDADocsTableEndToEnd(t *testing.T) {
 	// Wait until each paused ScaledJob has been seen (a paused tick creates nothing), then unpause them all.
 	for _, name := range names {
 		f.Eventually("paused tick of "+name, 2*time.Minute, func() (bool, error) {
-			sj := getSJ(f, name)
-			c := condition(sj, v1alpha1.ConditionPaused)
+			sj := f.ScaledJob(name)
+			c := framework.Condition(sj, v1alpha1.ConditionPaused)
 			return c != nil && c.Status == "True" && sj.Status.LastDecision != nil, nil
 		})
-		if n := len(jobsOf(f, name)); n > rows[rowOf(names, name)].running {
+		if n := len(f.JobsOf(name)); n > rows[rowOf(names, name)].running {
 			t.Fatalf("%s: %d Jobs while paused", name, n)
 		}
-		update(f, name, func(sj *v1alpha1.ScaledJob) { delete(sj.Annotations, v1alpha1.AnnotationPaused) })
+		f.UpdateScaledJob(name, func(sj *v1alpha1.ScaledJob) { delete(sj.Annotations, v1alpha1.AnnotationPaused) })
 	}
 	for row, tc := range rows {
 		name := names[row]
@@ -72,13 +72,13 @@ func TestKEDADocsTableEndToEnd(t *testing.T) {
 			// condition the same status write clears, not on a time).
 			var sj *v1alpha1.ScaledJob
 			f.Eventually("decision with Jobs of "+name, 2*time.Minute, func() (bool, error) {
-				sj = getSJ(f, name)
+				sj = f.ScaledJob(name)
 				return sj.Status.LastDecision != nil && !isPausedDecision(sj), nil
 			})
 			if got := int(sj.Status.LastDecision.JobsCreated); got != tc.want {
 				t.Errorf("jobs created = %d, want %d (reason: %s)", got, tc.want, sj.Status.LastDecision.Reason)
 			}
-			if got := len(jobsOf(f, name)); got != tc.running+tc.want {
+			if got := len(f.JobsOf(name)); got != tc.running+tc.want {
 				t.Errorf("jobs in the cluster = %d, want %d running before + %d created", got, tc.running, tc.want)
 			}
 		})
@@ -95,7 +95,7 @@ func rowOf(names map[string]string, name string) string {
 }
 
 func isPausedDecision(sj *v1alpha1.ScaledJob) bool {
-	c := condition(sj, v1alpha1.ConditionPaused)
+	c := framework.Condition(sj, v1alpha1.ConditionPaused)
 	return c != nil && c.Status == "True"
 }
 
@@ -108,7 +108,7 @@ func TestDrainAtCapNeverExceedsMax(t *testing.T) {
 	f := framework.New(t)
 	url := f.CreateQueue("drain", map[string]string{"VisibilityTimeout": "60"})
 	f.SendMessages(url, 100, "order")
-	scaledJob(f, "drain").sqs(url, 1).max(10).poll(5).runFor("2s").history(200, 200).create(f)
+	framework.NewScaledJob(f, "drain").SQS(url, 1).Max(10).Poll(5).RunFor("2s").History(200, 200).Create()
 
 	w := &worker.SQS{Client: f.SQS, QueueURL: url, Clientset: f.Clientset, Namespace: f.Namespace,
 		Selector: v1alpha1.LabelScaledJob + "=drain", Log: testr.New(t)}
@@ -121,8 +121,8 @@ func TestDrainAtCapNeverExceedsMax(t *testing.T) {
 	maxSeen := 0
 	start := time.Now()
 	f.Eventually("100 messages processed", 10*time.Minute, func() (bool, error) {
-		jobs := jobsOf(f, "drain")
-		if n := unfinished(jobs); n > maxSeen {
+		jobs := f.JobsOf("drain")
+		if n := framework.Unfinished(jobs); n > maxSeen {
 			maxSeen = n
 		}
 		if maxSeen > 10 {
@@ -132,8 +132,8 @@ func TestDrainAtCapNeverExceedsMax(t *testing.T) {
 	})
 	elapsed := time.Since(start)
 	// Let a few more ticks pass with an empty queue: nothing more may be created.
-	waitDecisionAfter(f, "drain", time.Now().Add(time.Second))
-	jobs := jobsOf(f, "drain")
+	f.WaitDecisionAfter("drain", time.Now().Add(time.Second))
+	jobs := f.JobsOf("drain")
 	st := w.Stats()
 	t.Logf("drained 100 messages in %.1fs with at most %d unfinished Jobs; %d Jobs in all; worker stats %+v", elapsed.Seconds(), maxSeen, len(jobs), st)
 	if st.Idle != 0 {
@@ -145,7 +145,7 @@ func TestDrainAtCapNeverExceedsMax(t *testing.T) {
 	if dup := w.DuplicateDeletes(); len(dup) > 0 {
 		t.Errorf("messages deleted twice: %v", dup)
 	}
-	if v, inflight := queueCounts(f, url); v+inflight != 0 {
+	if v, inflight := f.QueueCounts(url); v+inflight != 0 {
 		t.Errorf("queue still holds %d visible and %d in-flight messages", v, inflight)
 	}
 	if m, err := d.Metrics(); err != nil {
@@ -160,17 +160,17 @@ func TestRestartCreatesNoExtraJobsAndDeletesNone(t *testing.T) {
 	f := framework.New(t)
 	url := f.CreateQueue("restart", nil)
 	f.SendMessages(url, 20, "m")
-	scaledJob(f, "restart").sqs(url, 1).max(30).poll(1).runFor("10m").create(f)
+	framework.NewScaledJob(f, "restart").SQS(url, 1).Max(30).Poll(1).RunFor("10m").Create()
 	d := f.StartDispatcher()
-	f.Eventually("20 Jobs", 2*time.Minute, func() (bool, error) { return len(jobsOf(f, "restart")) == 20, nil })
-	before := uids(jobsOf(f, "restart"))
+	f.Eventually("20 Jobs", 2*time.Minute, func() (bool, error) { return len(f.JobsOf("restart")) == 20, nil })
+	before := uids(f.JobsOf("restart"))
 
 	d.Stop(syscall.SIGKILL)
 	killed := time.Now()
 	f.StartDispatcher()
 	// The new process must win the lease (the old one was killed without releasing it) and tick several times.
-	waitDecisionAfter(f, "restart", killed.Add(10*time.Second))
-	after := uids(jobsOf(f, "restart"))
+	f.WaitDecisionAfter("restart", killed.Add(10*time.Second))
+	after := uids(f.JobsOf("restart"))
 	if len(after) != 20 {
 		t.Fatalf("%d Jobs after restart, want the same 20", len(after))
 	}

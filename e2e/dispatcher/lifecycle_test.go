@@ -41,7 +41,7 @@ func finishedBatch(f *framework.F, sj string, names []string) {
 		for _, n := range names {
 			want[n] = true
 		}
-		for _, j := range jobsOf(f, sj) {
+		for _, j := range f.JobsOf(sj) {
 			if want[j.Name] && dispatch.IsFinished(&j) {
 				delete(want, j.Name)
 			}
@@ -55,7 +55,7 @@ func finishedBatch(f *framework.F, sj string, names []string) {
 func TestHistoryKeepsNewestWithinLimits(t *testing.T) {
 	f := framework.New(t)
 	url := f.CreateQueue("history", nil) // empty: the ScaledJob creates nothing itself
-	sj := scaledJob(f, "history").sqs(url, 1).history(5, 3).poll(2).create(f)
+	sj := framework.NewScaledJob(f, "history").SQS(url, 1).History(5, 3).Poll(2).Create()
 	var first, second []string
 	for i := range 25 {
 		first = append(first, fmt.Sprintf("history-ok-a%02d", i))
@@ -85,14 +85,14 @@ func TestHistoryKeepsNewestWithinLimits(t *testing.T) {
 	sort.Strings(want)
 	f.Eventually("only the newest 5 successful and 3 failed Jobs left", 2*time.Minute, func() (bool, error) {
 		var names []string
-		for _, j := range jobsOf(f, "history") {
+		for _, j := range f.JobsOf("history") {
 			names = append(names, j.Name)
 		}
 		return fmt.Sprint(names) == fmt.Sprint(want), fmt.Errorf("jobs left: %v", names)
 	})
-	got := getSJ(f, "history")
+	got := f.ScaledJob("history")
 	f.Eventually("status counts 5 succeeded and 3 failed", time.Minute, func() (bool, error) {
-		got = getSJ(f, "history")
+		got = f.ScaledJob("history")
 		return got.Status.Succeeded == 5 && got.Status.Failed == 3, fmt.Errorf("status %+v", got.Status)
 	})
 }
@@ -102,30 +102,30 @@ func TestPauseAndResume(t *testing.T) {
 	f := framework.New(t)
 	url := f.CreateQueue("pause", nil)
 	f.SendMessages(url, 4, "m")
-	scaledJob(f, "pause").sqs(url, 1).poll(2).runFor("10m").paused().create(f)
+	framework.NewScaledJob(f, "pause").SQS(url, 1).Poll(2).RunFor("10m").Paused().Create()
 	f.StartDispatcher()
 	start := time.Now()
-	sj := waitDecisionAfter(f, "pause", start)
-	sj = waitDecisionAfter(f, "pause", sj.Status.LastDecision.Time.Time) // a second tick, still paused
-	if c := condition(sj, v1alpha1.ConditionPaused); c == nil || c.Status != metav1.ConditionTrue {
+	sj := f.WaitDecisionAfter("pause", start)
+	sj = f.WaitDecisionAfter("pause", sj.Status.LastDecision.Time.Time) // a second tick, still paused
+	if c := framework.Condition(sj, v1alpha1.ConditionPaused); c == nil || c.Status != metav1.ConditionTrue {
 		t.Fatalf("Paused condition = %+v, want True", c)
 	}
-	if n := len(jobsOf(f, "pause")); n != 0 {
+	if n := len(f.JobsOf("pause")); n != 0 {
 		t.Fatalf("%d Jobs created while paused", n)
 	}
-	update(f, "pause", func(sj *v1alpha1.ScaledJob) { delete(sj.Annotations, v1alpha1.AnnotationPaused) })
-	f.Eventually("4 Jobs after resuming", time.Minute, func() (bool, error) { return len(jobsOf(f, "pause")) == 4, nil })
+	f.UpdateScaledJob("pause", func(sj *v1alpha1.ScaledJob) { delete(sj.Annotations, v1alpha1.AnnotationPaused) })
+	f.Eventually("4 Jobs after resuming", time.Minute, func() (bool, error) { return len(f.JobsOf("pause")) == 4, nil })
 	// Pausing again stops creation at the next tick even though the backlog grows.
-	update(f, "pause", func(sj *v1alpha1.ScaledJob) {
+	f.UpdateScaledJob("pause", func(sj *v1alpha1.ScaledJob) {
 		sj.Annotations = map[string]string{v1alpha1.AnnotationPaused: "true"}
 	})
 	f.Eventually("Paused=True again", time.Minute, func() (bool, error) {
-		c := condition(getSJ(f, "pause"), v1alpha1.ConditionPaused)
+		c := framework.Condition(f.ScaledJob("pause"), v1alpha1.ConditionPaused)
 		return c != nil && c.Status == metav1.ConditionTrue, nil
 	})
 	f.SendMessages(url, 3, "more")
-	waitDecisionAfter(f, "pause", time.Now().Add(time.Second))
-	if n := len(jobsOf(f, "pause")); n != 4 {
+	f.WaitDecisionAfter("pause", time.Now().Add(time.Second))
+	if n := len(f.JobsOf("pause")); n != 4 {
 		t.Fatalf("%d Jobs after pausing again with a larger backlog, want still 4", n)
 	}
 }
@@ -136,20 +136,20 @@ func TestRolloutGradualAndImmediate(t *testing.T) {
 	f := framework.New(t)
 	url := f.CreateQueue("rollout", nil)
 	f.SendMessages(url, 3, "m")
-	scaledJob(f, "rollout").sqs(url, 1).poll(2).runFor("10m").create(f)
+	framework.NewScaledJob(f, "rollout").SQS(url, 1).Poll(2).RunFor("10m").Create()
 	f.StartDispatcher()
-	f.Eventually("3 Jobs", time.Minute, func() (bool, error) { return len(jobsOf(f, "rollout")) == 3, nil })
-	old := uids(jobsOf(f, "rollout"))
+	f.Eventually("3 Jobs", time.Minute, func() (bool, error) { return len(f.JobsOf("rollout")) == 3, nil })
+	old := uids(f.JobsOf("rollout"))
 
-	update(f, "rollout", func(sj *v1alpha1.ScaledJob) {
+	f.UpdateScaledJob("rollout", func(sj *v1alpha1.ScaledJob) {
 		sj.Spec.JobTargetRef.Template.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "VERSION", Value: "2"}}
 	})
-	gen := getSJ(f, "rollout").Generation
+	gen := f.ScaledJob("rollout").Generation
 	f.Eventually("status observes the new generation", time.Minute, func() (bool, error) {
-		return getSJ(f, "rollout").Status.ObservedGeneration == gen, nil
+		return f.ScaledJob("rollout").Status.ObservedGeneration == gen, nil
 	})
-	waitDecisionAfter(f, "rollout", time.Now().Add(time.Second))
-	now := uids(jobsOf(f, "rollout"))
+	f.WaitDecisionAfter("rollout", time.Now().Add(time.Second))
+	now := uids(f.JobsOf("rollout"))
 	for uid := range old {
 		if !now[uid] {
 			t.Fatalf("gradual rollout deleted running Job %s", uid)
@@ -159,13 +159,13 @@ func TestRolloutGradualAndImmediate(t *testing.T) {
 		t.Fatalf("%d Jobs after a gradual template change, want the same 3", len(now))
 	}
 
-	update(f, "rollout", func(sj *v1alpha1.ScaledJob) {
+	f.UpdateScaledJob("rollout", func(sj *v1alpha1.ScaledJob) {
 		sj.Spec.Rollout = &v1alpha1.Rollout{Strategy: v1alpha1.RolloutImmediate}
 		sj.Spec.JobTargetRef.Template.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "VERSION", Value: "3"}}
 	})
-	gen = getSJ(f, "rollout").Generation
+	gen = f.ScaledJob("rollout").Generation
 	f.Eventually("older-generation Jobs deleted", 2*time.Minute, func() (bool, error) {
-		for _, j := range jobsOf(f, "rollout") {
+		for _, j := range f.JobsOf("rollout") {
 			if old[j.UID] && j.DeletionTimestamp.IsZero() {
 				return false, nil
 			}
@@ -189,24 +189,24 @@ func TestCronWindowKeepsDesiredReplicas(t *testing.T) {
 	}
 	end := open.Add(2 * time.Minute)
 	cronSpec := func(t time.Time) string { return fmt.Sprintf("%d %d * * *", t.Minute(), t.Hour()) }
-	scaledJob(f, "burst").trigger(v1alpha1.ScaleTrigger{Type: "cron", Name: "window", Metadata: map[string]string{
+	framework.NewScaledJob(f, "burst").ScaleTrigger(v1alpha1.ScaleTrigger{Type: "cron", Name: "window", Metadata: map[string]string{
 		"timezone": "Etc/UTC", "start": cronSpec(open), "end": cronSpec(end), "desiredReplicas": "2",
-	}}).poll(2).runFor("15s").create(f)
+	}}).Poll(2).RunFor("15s").Create()
 	f.StartDispatcher()
 
 	// Before the window: ticks happen, no Jobs.
-	sj := waitDecisionAfter(f, "burst", time.Now())
+	sj := f.WaitDecisionAfter("burst", time.Now())
 	if time.Now().Before(open) {
-		if n := len(jobsOf(f, "burst")); n != 0 {
+		if n := len(f.JobsOf("burst")); n != 0 {
 			t.Fatalf("%d Jobs before the window opened (decision: %s)", n, sj.Status.LastDecision.Reason)
 		}
 	}
 	// Inside the window: 2 unfinished, refilled after the first pair completes.
 	maxSeen := 0
 	f.Eventually("a refill inside the window (more than 2 Jobs created in all)", 3*time.Minute, func() (bool, error) {
-		jobs := jobsOf(f, "burst")
+		jobs := f.JobsOf("burst")
 		if time.Now().Before(end) {
-			if n := unfinished(jobs); n > maxSeen {
+			if n := framework.Unfinished(jobs); n > maxSeen {
 				maxSeen = n
 			}
 		}
@@ -215,7 +215,7 @@ func TestCronWindowKeepsDesiredReplicas(t *testing.T) {
 		}
 		return len(jobs) > 2, nil
 	})
-	if first := jobsOf(f, "burst"); len(first) > 0 {
+	if first := f.JobsOf("burst"); len(first) > 0 {
 		for _, j := range first {
 			if j.CreationTimestamp.Time.Before(open.Add(-time.Second)) {
 				t.Errorf("job %s created at %s, before the window opened at %s", j.Name, j.CreationTimestamp, open)
@@ -224,9 +224,9 @@ func TestCronWindowKeepsDesiredReplicas(t *testing.T) {
 	}
 	// After the window: nothing new.
 	f.Eventually("the window to close", 4*time.Minute, func() (bool, error) { return time.Now().After(end.Add(3 * time.Second)), nil })
-	count := len(jobsOf(f, "burst"))
-	sj = waitDecisionAfter(f, "burst", time.Now().Add(time.Second))
-	if n := len(jobsOf(f, "burst")); n != count {
+	count := len(f.JobsOf("burst"))
+	sj = f.WaitDecisionAfter("burst", time.Now().Add(time.Second))
+	if n := len(f.JobsOf("burst")); n != count {
 		t.Errorf("%d Jobs created after the window closed (decision: %s)", n-count, sj.Status.LastDecision.Reason)
 	}
 }

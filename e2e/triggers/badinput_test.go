@@ -82,10 +82,10 @@ func TestBadTriggerInput(t *testing.T) {
 		sjName := fmt.Sprintf("bad-%d", i)
 		i++
 		names[name] = sjName
-		scaledJob(f, sjName).max(10).trigger(tc.typ, tc.metadata, tc.auth).create(f)
+		scaledJob(f, sjName).Max(10).Trigger(tc.typ, tc.metadata, tc.auth).Create()
 	}
-	scaledJob(f, "sb-good").max(10).trigger("azure-servicebus", queue, good).create(f)
-	scaledJob(f, "pubsub-good").max(10).trigger("gcp-pubsub", pubsubMeta("subscriptionName", sub.name), nil).create(f)
+	scaledJob(f, "sb-good").Max(10).Trigger("azure-servicebus", queue, good).Create()
+	scaledJob(f, "pubsub-good").Max(10).Trigger("gcp-pubsub", pubsubMeta("subscriptionName", sub.name), nil).Create()
 	d := f.StartDispatcherWithEnv(sb.env())
 
 	t.Run("correct ScaledJobs beside them", func(t *testing.T) {
@@ -95,12 +95,12 @@ func TestBadTriggerInput(t *testing.T) {
 	for name, tc := range cases {
 		sjName := names[name]
 		t.Run(name, func(t *testing.T) {
-			sj := waitReady(f, sjName, metav1.ConditionFalse, tc.want...)
-			c := condition(sj, v1alpha1.ConditionReady)
+			sj := f.WaitReady(sjName, metav1.ConditionFalse, tc.want...)
+			c := framework.Condition(sj, v1alpha1.ConditionReady)
 			if c.Reason != tc.wantReason {
 				t.Errorf("Ready reason = %s, want %s (message %q)", c.Reason, tc.wantReason, c.Message)
 			}
-			sj = waitDecisionAfter(f, sjName, time.Now().Add(time.Second))
+			sj = f.WaitDecisionAfter(sjName, time.Now().Add(time.Second))
 			if len(sj.Status.Triggers) != 1 || sj.Status.Triggers[0].LastError == "" {
 				t.Errorf("status.triggers = %+v, want one entry with lastError", sj.Status.Triggers)
 			}

@@ -8,86 +8,27 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubedispatch/kubedispatch/api/v1alpha1"
 	"github.com/kubedispatch/kubedispatch/e2e/framework"
 )
 
-// sjBuilder builds ScaledJobs for tests. Its Jobs' pods run for 10 minutes on kwok, so they stay unfinished.
-type sjBuilder struct{ sj *v1alpha1.ScaledJob }
-
-func scaledJob(f *framework.F, name string) *sjBuilder {
-	return &sjBuilder{sj: &v1alpha1.ScaledJob{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: f.Namespace},
-		Spec: v1alpha1.ScaledJobSpec{
-			PollingInterval: ptr.To[int32](2),
-			JobTargetRef: batchv1.JobSpec{
-				BackoffLimit: ptr.To[int32](0),
-				Template: corev1.PodTemplateSpec{
-					ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{"kwok.test/run-for": "10m"}},
-					Spec: corev1.PodSpec{
-						RestartPolicy: corev1.RestartPolicyNever,
-						Containers:    []corev1.Container{{Name: "worker", Image: "example.com/worker:1"}},
-					},
-				},
-			},
-		},
-	}}
-}
-
-// trigger appends a trigger named <type><index>; auth may be nil.
-func (b *sjBuilder) trigger(typ string, metadata map[string]string, auth *v1alpha1.AuthenticationRef) *sjBuilder {
-	b.sj.Spec.Triggers = append(b.sj.Spec.Triggers, v1alpha1.ScaleTrigger{
-		Type: typ, Name: fmt.Sprintf("%s%d", strings.ReplaceAll(typ, "-", ""), len(b.sj.Spec.Triggers)),
-		Metadata: metadata, AuthenticationRef: auth,
-	})
-	return b
-}
-
-func (b *sjBuilder) max(n int32) *sjBuilder  { b.sj.Spec.MaxReplicaCount = &n; return b }
-func (b *sjBuilder) poll(s int32) *sjBuilder { b.sj.Spec.PollingInterval = &s; return b }
-func (b *sjBuilder) calculation(c string) *sjBuilder {
-	b.sj.Spec.ScalingStrategy.MultipleScalersCalculation = c
-	return b
-}
-
-func (b *sjBuilder) create(f *framework.F) *v1alpha1.ScaledJob {
-	f.T.Helper()
-	if err := f.Client.Create(f.Ctx, b.sj); err != nil {
-		f.T.Fatalf("creating ScaledJob %s: %v", b.sj.Name, err)
-	}
-	return b.sj
-}
-
-// getSJ reads a ScaledJob.
-func getSJ(f *framework.F, name string) *v1alpha1.ScaledJob {
-	f.T.Helper()
-	var sj v1alpha1.ScaledJob
-	if err := f.Client.Get(f.Ctx, client.ObjectKey{Namespace: f.Namespace, Name: name}, &sj); err != nil {
-		f.T.Fatalf("reading ScaledJob %s: %v", name, err)
-	}
-	return &sj
+// scaledJob starts building a ScaledJob whose Jobs' pods run for 10 minutes on kwok, so they stay unfinished.
+func scaledJob(f *framework.F, name string) *framework.ScaledJobBuilder {
+	return framework.NewScaledJob(f, name).RunFor("10m")
 }
 
 // jobCount counts the Jobs labelled for a ScaledJob.
 func jobCount(f *framework.F, name string) int {
 	f.T.Helper()
-	var list batchv1.JobList
-	if err := f.Client.List(f.Ctx, &list, client.InNamespace(f.Namespace), client.MatchingLabels{v1alpha1.LabelScaledJob: name}); err != nil {
-		f.T.Fatalf("listing Jobs of %s: %v", name, err)
-	}
-	return len(list.Items)
+	return len(f.JobsOf(name))
 }
 
 // waitJobs waits until a ScaledJob has exactly want Jobs, failing at once if it ever has more.
@@ -102,50 +43,14 @@ func waitJobs(f *framework.F, name string, want int) {
 	})
 }
 
-// waitDecisionAfter waits until the dispatcher has written a decision after the given time, so a full tick happened.
-func waitDecisionAfter(f *framework.F, name string, after time.Time) *v1alpha1.ScaledJob {
-	f.T.Helper()
-	var sj *v1alpha1.ScaledJob
-	f.Eventually("a decision of "+name+" after "+after.Format(time.RFC3339Nano), 2*time.Minute, func() (bool, error) {
-		sj = getSJ(f, name)
-		d := sj.Status.LastDecision
-		return d != nil && d.Time.Unix() > after.Unix(), nil // status times have second precision
-	})
-	return sj
-}
-
 // settledJobs waits for a tick that starts after want Jobs are seen and checks the count did not move.
 func settledJobs(f *framework.F, name string, want int) *v1alpha1.ScaledJob {
 	f.T.Helper()
 	waitJobs(f, name, want)
-	sj := waitDecisionAfter(f, name, time.Now().Add(time.Second))
+	sj := f.WaitDecisionAfter(name, time.Now().Add(time.Second))
 	if n := jobCount(f, name); n != want {
 		f.T.Errorf("%s: %d Jobs after a further tick, want %d (last decision: %+v)", name, n, want, sj.Status.LastDecision)
 	}
-	return sj
-}
-
-func condition(sj *v1alpha1.ScaledJob, typ string) *metav1.Condition {
-	return apimeta.FindStatusCondition(sj.Status.Conditions, typ)
-}
-
-// waitReady waits until the Ready condition has the given status and its message contains every want string.
-func waitReady(f *framework.F, name string, status metav1.ConditionStatus, want ...string) *v1alpha1.ScaledJob {
-	f.T.Helper()
-	var sj *v1alpha1.ScaledJob
-	f.Eventually(fmt.Sprintf("Ready=%s on %s mentioning %q", status, name, want), 2*time.Minute, func() (bool, error) {
-		sj = getSJ(f, name)
-		c := condition(sj, v1alpha1.ConditionReady)
-		if c == nil || c.Status != status {
-			return false, fmt.Errorf("ready condition %+v", c)
-		}
-		for _, w := range want {
-			if !strings.Contains(c.Message, w) {
-				return false, fmt.Errorf("ready message %q", c.Message)
-			}
-		}
-		return true, nil
-	})
 	return sj
 }
 

@@ -1,24 +1,10 @@
 package triggers
 
 import (
-	"fmt"
 	"os"
 	"testing"
 
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-
-	"github.com/kubedispatch/kubedispatch/api/v1alpha1"
 	"github.com/kubedispatch/kubedispatch/e2e/framework"
 )
 
-func TestMain(m *testing.M) {
-	scheme := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, v1alpha1.AddToScheme} {
-		if err := add(scheme); err != nil {
-			fmt.Fprintln(os.Stderr, "e2e: building the scheme:", err)
-			os.Exit(1)
-		}
-	}
-	os.Exit(framework.Main(m, framework.Options{Scheme: scheme, CRDs: "deploy/crd"}))
-}
+func TestMain(m *testing.M) { os.Exit(framework.MainWithAPI(m)) }

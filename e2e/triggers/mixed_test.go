@@ -84,11 +84,11 @@ func TestMixedTriggersCalculation(t *testing.T) {
 	for name, tc := range cases {
 		url := f.CreateQueue("mixed-"+name, nil)
 		f.SendMessages(url, 9, name)
-		scaledJob(f, "mixed-"+name).max(100).poll(600).calculation(tc.calculation).
-			trigger("aws-sqs-queue", map[string]string{"queueURL": url, "queueLength": "3", "awsRegion": "us-east-1",
+		scaledJob(f, "mixed-"+name).Max(100).Poll(600).Calculation(tc.calculation).
+			Trigger("aws-sqs-queue", map[string]string{"queueURL": url, "queueLength": "3", "awsRegion": "us-east-1",
 				"awsEndpoint": framework.Cluster().SQSEndpoint}, nil).
-			trigger("cron", map[string]string{"timezone": "Etc/UTC", "start": start, "end": end, "desiredReplicas": "5"}, nil).
-			create(f)
+			Trigger("cron", map[string]string{"timezone": "Etc/UTC", "start": start, "end": end, "desiredReplicas": "5"}, nil).
+			Create()
 	}
 	f.StartDispatcher()
 
@@ -98,7 +98,7 @@ func TestMixedTriggersCalculation(t *testing.T) {
 			waitJobs(f, sjName, tc.want)
 			var sj *v1alpha1.ScaledJob
 			f.Eventually("the creating decision of "+sjName, time.Minute, func() (bool, error) {
-				sj = getSJ(f, sjName)
+				sj = f.ScaledJob(sjName)
 				d := sj.Status.LastDecision
 				return d != nil && d.JobsCreated > 0, fmt.Errorf("last decision %+v", d)
 			})
@@ -117,17 +117,14 @@ func TestMixedTriggersCalculation(t *testing.T) {
 
 			// One more tick: everything it asked for is running, so it creates nothing.
 			nudged := time.Now()
-			f.Eventually("nudging "+sjName, time.Minute, func() (bool, error) {
-				sj := getSJ(f, sjName)
+			f.UpdateScaledJob(sjName, func(sj *v1alpha1.ScaledJob) {
 				if sj.Annotations == nil {
 					sj.Annotations = map[string]string{}
 				}
 				sj.Annotations["e2e.kubedispatch.io/nudge"] = strconv.FormatInt(nudged.UnixNano(), 10)
-				err := f.Client.Update(f.Ctx, sj)
-				return err == nil, err
 			})
 			f.Eventually("a tick of "+sjName+" after the nudge", 2*time.Minute, func() (bool, error) {
-				sj = getSJ(f, sjName)
+				sj = f.ScaledJob(sjName)
 				d := sj.Status.LastDecision
 				return d != nil && (d.JobsCreated != first.JobsCreated || d.Time.After(first.Time.Time) || d.Reason != first.Reason), nil
 			})

@@ -149,12 +149,12 @@ func TestPubSubEndToEnd(t *testing.T) {
 	sub.checkBook(5)
 	t.Logf("emulator: 7 published, 2 acked, %d undelivered; sample at %s", n, sampled.Format(time.RFC3339Nano))
 
-	scaledJob(f, "pubsub").max(10).trigger("gcp-pubsub", map[string]string{
+	scaledJob(f, "pubsub").Max(10).Trigger("gcp-pubsub", map[string]string{
 		"subscriptionName":   sub.name,
 		"value":              "1",
 		"monitoringEndpoint": addr,
 		"monitoringInsecure": "true",
-	}, nil).create(f)
+	}, nil).Create()
 	start := time.Now()
 	f.StartDispatcher()
 

@@ -21,13 +21,13 @@ func TestServiceBusEndToEnd(t *testing.T) {
 
 	createSecret(f, "sb-conn", map[string]string{"connection": sb.connection("k", nsKey)})
 	ta := createTriggerAuth(f, "sb-auth", "connection", "sb-conn", "connection")
-	scaledJob(f, "orders").max(10).trigger("azure-servicebus",
-		map[string]string{"queueName": "orders", "messageCount": "1"}, ta).create(f)
+	scaledJob(f, "orders").Max(10).Trigger("azure-servicebus",
+		map[string]string{"queueName": "orders", "messageCount": "1"}, ta).Create()
 
 	createSecret(f, "sb-cluster-conn", map[string]string{"conn": sb.connection("cluster-reader", clusterKey)})
 	cta := createClusterTriggerAuth(f, "e2e-sb-cluster", "connection", "sb-cluster-conn", "conn")
-	scaledJob(f, "invoices").max(10).trigger("azure-servicebus",
-		map[string]string{"queueName": "invoices", "messageCount": "1"}, cta).create(f)
+	scaledJob(f, "invoices").Max(10).Trigger("azure-servicebus",
+		map[string]string{"queueName": "invoices", "messageCount": "1"}, cta).Create()
 
 	d := f.StartDispatcherWithEnv(sb.env())
 
@@ -71,8 +71,8 @@ func TestClusterTriggerAuthSecretFromDispatcherNamespace(t *testing.T) {
 	}
 	createSecret(f, "sb-cluster-conn", map[string]string{"conn": sb.connection("decoy", decoyKey)})
 	cta := createClusterTriggerAuth(f, "e2e-sb-home", "connection", "sb-cluster-conn", "conn")
-	scaledJob(f, "invoices").max(10).trigger("azure-servicebus",
-		map[string]string{"queueName": "invoices", "messageCount": "1"}, cta).create(f)
+	scaledJob(f, "invoices").Max(10).Trigger("azure-servicebus",
+		map[string]string{"queueName": "invoices", "messageCount": "1"}, cta).Create()
 
 	d := f.StartDispatcherWithEnv(sb.env(), "--namespace="+home.Namespace)
 	sj := settledJobs(f, "invoices", 3)
