@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -25,17 +24,14 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/go-logr/logr"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
@@ -43,6 +39,7 @@ import (
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/kubedispatch/kubedispatch/api/v1alpha1"
+	"github.com/kubedispatch/kubedispatch/bench/internal/benchkit"
 	"github.com/kubedispatch/kubedispatch/e2e/cluster"
 	"github.com/kubedispatch/kubedispatch/e2e/framework"
 )
@@ -74,7 +71,7 @@ func main() {
 	flag.IntVar(&o.jobs, "jobs", 1000, "Jobs created in each phase (and SQS messages sent)")
 	flag.Float64Var(&o.qps, "qps", 100, "client QPS of both the bare client-go loop and the dispatcher (--kube-api-qps)")
 	flag.IntVar(&o.burst, "burst", 200, "client burst of both the bare client-go loop and the dispatcher (--kube-api-burst)")
-	flag.BoolVar(&o.keep, "keep", false, "keep the stack directory (component logs, dispatcher log) after the run")
+	flag.BoolVar(&o.keep, "keep", false, benchkit.KeepUsage)
 	flag.Parse()
 	if o.jobs < 1 || o.qps <= 0 || o.burst < 1 {
 		fmt.Fprintln(os.Stderr, "bench: -jobs, -qps and -burst must be positive")
@@ -156,19 +153,6 @@ type processResult struct {
 	MetricCreateErrors float64 `json:"metricCreateErrors"`
 }
 
-func step(format string, args ...any) {
-	fmt.Printf("==> %s %s\n", time.Now().Format("15:04:05.0"), fmt.Sprintf(format, args...))
-}
-
-func note(format string, args ...any) { fmt.Printf("    "+format+"\n", args...) }
-
-type indent struct{}
-
-func (indent) Write(b []byte) (int, error) {
-	fmt.Print("    " + string(b))
-	return len(b), nil
-}
-
 func run(o options) (err error) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -176,12 +160,7 @@ func run(o options) (err error) {
 	res := result{Date: time.Now().UTC(), Jobs: o.jobs, QPS: o.qps, Burst: o.burst, CreateWorkers: createWorkers,
 		CPUs: runtime.NumCPU(), GoVersion: runtime.Version()}
 
-	root, err := cluster.RepoRoot()
-	if err != nil {
-		return err
-	}
-	step("Ensuring the control-plane binaries (built once, cached)")
-	bins, err := cluster.EnsureBinaries(root)
+	root, bins, err := benchkit.Prepare()
 	if err != nil {
 		return err
 	}
@@ -189,15 +168,9 @@ func run(o options) (err error) {
 	if err != nil {
 		return fmt.Errorf("creating the stack directory: %w", err)
 	}
-	defer func() {
-		if o.keep || err != nil {
-			fmt.Printf("stack directory kept: %s (component logs in logs/, dispatcher log in logs/dispatcher.log)\n", dir)
-			return
-		}
-		_ = os.RemoveAll(dir)
-	}()
+	defer func() { benchkit.CleanStackDir(dir, o.keep, err) }()
 
-	step("Building the dispatcher")
+	benchkit.Step("Building the dispatcher")
 	bin := filepath.Join(dir, "dispatcher")
 	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/dispatcher")
 	build.Dir, build.Stdout, build.Stderr = root, os.Stdout, os.Stderr
@@ -205,60 +178,34 @@ func run(o options) (err error) {
 		return fmt.Errorf("building the dispatcher: %w", err)
 	}
 
-	step("Starting the local stack (SQS on moto) in %s", dir)
-	t := time.Now()
-	c, err := cluster.Start(ctx, cluster.Options{Dir: dir, Bins: bins, SQS: true, Progress: indent{}})
+	st, err := benchkit.StartStack(ctx, dir, bins)
 	if err != nil {
-		return fmt.Errorf("starting the local stack: %w", err)
+		return err
 	}
-	res.StackStartupSeconds = time.Since(t).Seconds()
-	note("stack ready in %.1f s", res.StackStartupSeconds)
-	defer func() {
-		step("Stopping the local stack")
-		if stopErr := c.Stop(); stopErr != nil {
-			err = errors.Join(err, fmt.Errorf("stopping the local stack: %w", stopErr))
-		}
-	}()
-
-	scheme := kruntime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		return fmt.Errorf("building the scheme: %w", err)
-	}
-	if err := v1alpha1.AddToScheme(scheme); err != nil {
-		return fmt.Errorf("building the scheme: %w", err)
-	}
-	cfg := c.RESTConfig()
-	cl, err := client.New(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		return fmt.Errorf("building the client: %w", err)
-	}
+	res.StackStartupSeconds = st.Startup.Seconds()
+	defer func() { err = errors.Join(err, st.Stop()) }()
+	c, cl, cfg := st.Cluster, st.Client, st.Cluster.RESTConfig()
 	mc, err := metadata.NewForConfig(cfg)
 	if err != nil {
 		return fmt.Errorf("building the metadata client: %w", err)
 	}
 
-	step("Installing the CRDs (deploy/crd) and namespaces %s, %s, %s", rawNamespace, liveNamespace, backlogNamespace)
-	if err := framework.InstallCRDs(ctx, cl, filepath.Join(root, "deploy", "crd")); err != nil {
-		return fmt.Errorf("installing the CRDs: %w", err)
-	}
-	for _, ns := range []string{rawNamespace, liveNamespace, backlogNamespace} {
-		if err := createNamespace(ctx, cl, ns); err != nil {
-			return err
-		}
+	if err := benchkit.InstallCRDs(ctx, cl, root, []string{rawNamespace, liveNamespace, backlogNamespace}); err != nil {
+		return err
 	}
 
-	step("Raw limit: %d Jobs from a bare client-go loop, %d goroutines, QPS %g, burst %d", o.jobs, createWorkers, o.qps, o.burst)
+	benchkit.Step("Raw limit: %d Jobs from a bare client-go loop, %d goroutines, QPS %g, burst %d", o.jobs, createWorkers, o.qps, o.burst)
 	if res.Raw, err = runRaw(ctx, cfg, mc, o); err != nil {
 		return err
 	}
-	note("%d Jobs: %.2f s client-side (%.1f Jobs/s); first to last Job seen %.2f s (%.1f Jobs/s)",
+	benchkit.Note("%d Jobs: %.2f s client-side (%.1f Jobs/s); first to last Job seen %.2f s (%.1f Jobs/s)",
 		o.jobs, res.Raw.WallSeconds, res.Raw.WallJobsPerSecond, res.Raw.SpanSeconds, res.Raw.JobsPerSecond)
-	step("Waiting for the %d raw Jobs' pods to run, so the dispatcher starts on a quiet cluster", o.jobs)
-	t = time.Now()
+	benchkit.Step("Waiting for the %d raw Jobs' pods to run, so the dispatcher starts on a quiet cluster", o.jobs)
+	t := time.Now()
 	if err := waitPodsRunning(ctx, mc, rawNamespace, o.jobs); err != nil {
 		return err
 	}
-	note("all running after %.1f s", time.Since(t).Seconds())
+	benchkit.Note("all running after %.1f s", time.Since(t).Seconds())
 
 	if err := runDispatcher(ctx, c, cl, mc, bin, dir, o, &res); err != nil {
 		return err
@@ -270,7 +217,7 @@ func run(o options) (err error) {
 	report := render(res)
 	fmt.Println()
 	fmt.Print(report)
-	if err := writeResults(root, res, report); err != nil {
+	if err := benchkit.WriteResults(root, "burst", "latest.md", res.Date, res, report); err != nil {
 		return err
 	}
 	if !res.Live.Exact || !res.Backlog.Exact {
@@ -278,18 +225,6 @@ func run(o options) (err error) {
 			res.Live.JobsCreated, res.Backlog.JobsCreated, o.jobs, o.jobs, filepath.Join(dir, "logs", "dispatcher.log"))
 	}
 	return nil
-}
-
-// createNamespace creates ns and waits for its default ServiceAccount, without which the Job controller cannot
-// create pods.
-func createNamespace(ctx context.Context, cl client.Client, ns string) error {
-	if err := cl.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("creating namespace %s: %w", ns, err)
-	}
-	return waitUntil(ctx, "the default ServiceAccount in "+ns, 2*time.Minute, 200*time.Millisecond, nil, func() (bool, error) {
-		err := cl.Get(ctx, client.ObjectKey{Namespace: ns, Name: "default"}, &corev1.ServiceAccount{})
-		return err == nil, err
-	})
 }
 
 // jobSpec is the spec of every Job in both phases: a kwok pod that runs for an hour, so nothing finishes.
@@ -377,7 +312,7 @@ func rate(n int, d time.Duration) float64 {
 // runDispatcher starts the dispatcher on two ScaledJobs with empty queues, then times a live burst (messages sent
 // while the dispatcher polls) and a backlog (messages queued while the ScaledJob is paused, then unpaused).
 func runDispatcher(ctx context.Context, c *cluster.Cluster, cl client.Client, mc metadata.Interface, bin, dir string, o options, res *result) error {
-	step("Dispatcher: ScaledJobs %s/%s and %s/%s (paused), each on its own SQS queue: maxReplicaCount %d, queueLength 1, "+
+	benchkit.Step("Dispatcher: ScaledJobs %s/%s and %s/%s (paused), each on its own SQS queue: maxReplicaCount %d, queueLength 1, "+
 		"default strategy, pollingInterval 1 s", liveNamespace, liveName, backlogNamespace, backlogName, o.jobs)
 	q := framework.NewSQSClient(c.SQSEndpoint)
 	liveQueue, err := createQueue(ctx, q, liveName)
@@ -395,16 +330,16 @@ func runDispatcher(ctx context.Context, c *cluster.Cluster, cl client.Client, mc
 		return fmt.Errorf("creating ScaledJob %s: %w", backlogName, err)
 	}
 
-	step("Starting the dispatcher (QPS %g, burst %d, %d create workers; log %s)", o.qps, o.burst, createWorkers,
+	benchkit.Step("Starting the dispatcher (QPS %g, burst %d, %d create workers; log %s)", o.qps, o.burst, createWorkers,
 		filepath.Join(dir, "logs", "dispatcher.log"))
 	d, err := startDispatcher(c, bin, dir, o)
 	if err != nil {
 		return err
 	}
-	defer d.stop()
+	defer d.Stop()
 	go d.sampleRSS(100 * time.Millisecond)
 	for _, key := range []client.ObjectKey{{Namespace: liveNamespace, Name: liveName}, {Namespace: backlogNamespace, Name: backlogName}} {
-		if err := waitScaledJob(ctx, cl, key, "the dispatcher's first tick on the empty queue (status.lastDecision)", d,
+		if err := benchkit.WaitScaledJob(ctx, cl, key, "the dispatcher's first tick on the empty queue (status.lastDecision)", d.Exited,
 			func(sj *v1alpha1.ScaledJob) bool { return sj.Status.LastDecision != nil }); err != nil {
 			return err
 		}
@@ -416,34 +351,34 @@ func runDispatcher(ctx context.Context, c *cluster.Cluster, cl client.Client, mc
 		return err
 	}
 	defer w.stop()
-	step("Live burst: sending %d messages (SendMessageBatch of 10, %d goroutines) and watching the Jobs", o.jobs, sendWorkers)
+	benchkit.Step("Live burst: sending %d messages (SendMessageBatch of 10, %d goroutines) and watching the Jobs", o.jobs, sendWorkers)
 	t0 := time.Now()
 	if err := sendMessages(ctx, q, liveQueue, o.jobs); err != nil {
 		return err
 	}
 	res.Live.SendSeconds = time.Since(t0).Seconds()
-	note("sent in %.2f s (%.0f messages/s)", res.Live.SendSeconds, float64(o.jobs)/res.Live.SendSeconds)
+	benchkit.Note("sent in %.2f s (%.0f messages/s)", res.Live.SendSeconds, float64(o.jobs)/res.Live.SendSeconds)
 	if res.Live.jobTimes, err = timeJobs(ctx, cl, mc, w, d, client.ObjectKey{Namespace: liveNamespace, Name: liveName}, t0, o.jobs); err != nil {
 		return err
 	}
 	w.stop()
-	note("first Job %.2f s after the first send, Job %d after %.2f s: %.1f Jobs/s; %d Jobs in the end",
+	benchkit.Note("first Job %.2f s after the first send, Job %d after %.2f s: %.1f Jobs/s; %d Jobs in the end",
 		res.Live.FirstJobSeconds, o.jobs, res.Live.LastJobSeconds, res.Live.JobsPerSecond, res.Live.JobsCreated)
 
 	// Backlog: the whole burst is queued before the paused ScaledJob is released.
-	step("Backlog: sending %d messages to the paused ScaledJob's queue", o.jobs)
+	benchkit.Step("Backlog: sending %d messages to the paused ScaledJob's queue", o.jobs)
 	t := time.Now()
 	if err := sendMessages(ctx, q, backlogQueue, o.jobs); err != nil {
 		return err
 	}
 	res.Backlog.FillSeconds = time.Since(t).Seconds()
-	note("sent in %.2f s", res.Backlog.FillSeconds)
-	step("Waiting for the live burst's pods to run and for a paused tick that reads the whole backlog")
+	benchkit.Note("sent in %.2f s", res.Backlog.FillSeconds)
+	benchkit.Step("Waiting for the live burst's pods to run and for a paused tick that reads the whole backlog")
 	if err := waitPodsRunning(ctx, mc, liveNamespace, o.jobs); err != nil {
 		return err
 	}
-	if err := waitScaledJob(ctx, cl, client.ObjectKey{Namespace: backlogNamespace, Name: backlogName},
-		fmt.Sprintf("a paused tick reading a backlog of %d", o.jobs), d, func(sj *v1alpha1.ScaledJob) bool {
+	if err := benchkit.WaitScaledJob(ctx, cl, client.ObjectKey{Namespace: backlogNamespace, Name: backlogName},
+		fmt.Sprintf("a paused tick reading a backlog of %d", o.jobs), d.Exited, func(sj *v1alpha1.ScaledJob) bool {
 			for _, ts := range sj.Status.Triggers {
 				if v, err := strconv.ParseFloat(ts.Backlog, 64); err == nil && v >= float64(o.jobs) {
 					return true
@@ -458,19 +393,14 @@ func runDispatcher(ctx context.Context, c *cluster.Cluster, cl client.Client, mc
 		return err
 	}
 	defer w.stop()
-	step("Backlog: unpausing %s/%s and watching the Jobs", backlogNamespace, backlogName)
+	benchkit.Step("Backlog: unpausing %s/%s and watching the Jobs", backlogNamespace, backlogName)
 	cpu0, err := d.cpuSeconds()
 	if err != nil {
 		return err
 	}
-	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]any{v1alpha1.AnnotationPaused: nil}}})
-	if err != nil {
-		return fmt.Errorf("encoding the unpause patch: %w", err)
-	}
 	t1 := time.Now()
-	unpause := &v1alpha1.ScaledJob{ObjectMeta: metav1.ObjectMeta{Namespace: backlogNamespace, Name: backlogName}}
-	if err := cl.Patch(ctx, unpause, client.RawPatch(types.MergePatchType, patch)); err != nil {
-		return fmt.Errorf("unpausing ScaledJob %s: %w", backlogName, err)
+	if err := benchkit.Unpause(ctx, cl, client.ObjectKey{Namespace: backlogNamespace, Name: backlogName}); err != nil {
+		return err
 	}
 	if res.Backlog.jobTimes, err = timeJobs(ctx, cl, mc, w, d, client.ObjectKey{Namespace: backlogNamespace, Name: backlogName}, t1, o.jobs); err != nil {
 		return err
@@ -480,7 +410,7 @@ func runDispatcher(ctx context.Context, c *cluster.Cluster, cl client.Client, mc
 		return err
 	}
 	res.Backlog.CPUSeconds, res.Backlog.WindowSeconds = cpu1-cpu0, time.Since(t1).Seconds()
-	note("first Job %.2f s after unpausing, Job %d after %.2f s: %.1f Jobs/s; %d Jobs in the end",
+	benchkit.Note("first Job %.2f s after unpausing, Job %d after %.2f s: %.1f Jobs/s; %d Jobs in the end",
 		res.Backlog.FirstJobSeconds, o.jobs, res.Backlog.LastJobSeconds, res.Backlog.JobsPerSecond, res.Backlog.JobsCreated)
 
 	hwm, err := d.hwm()
@@ -494,10 +424,10 @@ func runDispatcher(ctx context.Context, c *cluster.Cluster, cl client.Client, mc
 	if res.Process.MetricJobsCreated, res.Process.MetricCreateErrors, err = d.counters(ctx); err != nil {
 		return err
 	}
-	note("dispatcher counters: %g Jobs created, %g refused; peak RSS %.1f MiB, VmHWM %.1f MiB",
+	benchkit.Note("dispatcher counters: %g Jobs created, %g refused; peak RSS %.1f MiB, VmHWM %.1f MiB",
 		res.Process.MetricJobsCreated, res.Process.MetricCreateErrors, res.Process.PeakRSSMiB, res.Process.HWMMiB)
-	step("Stopping the dispatcher")
-	d.stop()
+	benchkit.Step("Stopping the dispatcher")
+	d.Stop()
 	return nil
 }
 
@@ -529,28 +459,17 @@ func scaledJob(ns, name, queueURL, endpoint string, maxJobs int, paused bool) *v
 	return sj
 }
 
-// waitScaledJob waits until ready holds for the ScaledJob at key.
-func waitScaledJob(ctx context.Context, cl client.Client, key client.ObjectKey, what string, d *dispatcher, ready func(*v1alpha1.ScaledJob) bool) error {
-	return waitUntil(ctx, what+" of "+key.String(), 2*time.Minute, 200*time.Millisecond, d.exited, func() (bool, error) {
-		var sj v1alpha1.ScaledJob
-		if err := cl.Get(ctx, key, &sj); err != nil {
-			return false, err
-		}
-		return ready(&sj), nil
-	})
-}
-
 // timeJobs waits for n Jobs on w, then for two more ticks of the ScaledJob at key (to catch any extra Job), and
 // counts the Jobs in its namespace. Times run from start.
 func timeJobs(ctx context.Context, cl client.Client, mc metadata.Interface, w *jobWatch, d *dispatcher, key client.ObjectKey, start time.Time, n int) (jobTimes, error) {
 	var jt jobTimes
-	if err := w.wait(ctx, n, waitLimit, d.exited); err != nil {
+	if err := w.wait(ctx, n, waitLimit, d.Exited); err != nil {
 		return jt, err
 	}
 	first, last := w.at(1), w.at(n)
 	jt.FirstJobSeconds, jt.LastJobSeconds = first.Sub(start).Seconds(), last.Sub(start).Seconds()
 	jt.SpanSeconds, jt.JobsPerSecond = last.Sub(first).Seconds(), rate(n, last.Sub(first))
-	if err := waitScaledJob(ctx, cl, key, "two ticks after the last Job", d, func(sj *v1alpha1.ScaledJob) bool {
+	if err := benchkit.WaitScaledJob(ctx, cl, key, "two ticks after the last Job", d.Exited, func(sj *v1alpha1.ScaledJob) bool {
 		ld := sj.Status.LastDecision
 		return ld != nil && ld.Time.Unix() >= last.Unix()+3 // decision times have second precision
 	}); err != nil {
@@ -567,7 +486,7 @@ func timeJobs(ctx context.Context, cl client.Client, mc metadata.Interface, w *j
 
 // waitPodsRunning waits until n pods of ns are Running.
 func waitPodsRunning(ctx context.Context, mc metadata.Interface, ns string, n int) error {
-	return waitUntil(ctx, fmt.Sprintf("%d Running pods in %s", n, ns), waitLimit, time.Second, nil, func() (bool, error) {
+	return benchkit.WaitUntil(ctx, fmt.Sprintf("%d Running pods in %s", n, ns), waitLimit, time.Second, nil, func() (bool, error) {
 		pods, err := mc.Resource(corev1.SchemeGroupVersion.WithResource("pods")).Namespace(ns).
 			List(ctx, metav1.ListOptions{FieldSelector: "status.phase=Running"})
 		if err != nil {
@@ -593,18 +512,8 @@ func sendMessages(ctx context.Context, q *sqs.Client, queueURL string, n int) er
 		go func() {
 			defer wg.Done()
 			for start := range next {
-				var entries []sqstypes.SendMessageBatchRequestEntry
-				for i := start; i < start+10 && i < n; i++ {
-					entries = append(entries, sqstypes.SendMessageBatchRequestEntry{
-						Id: aws.String(strconv.Itoa(i)), MessageBody: aws.String(fmt.Sprintf(`{"item":%d}`, i))})
-				}
-				out, err := q.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(queueURL), Entries: entries})
-				switch {
-				case err != nil:
-					fail(fmt.Errorf("sending messages %d-%d: %w", start, start+len(entries)-1, err))
-				case len(out.Failed) > 0:
-					fail(fmt.Errorf("sending messages %d-%d: %d refused, first: %s", start, start+len(entries)-1,
-						len(out.Failed), aws.ToString(out.Failed[0].Message)))
+				if err := benchkit.SendBatch(ctx, q, queueURL, start, n); err != nil {
+					fail(err)
 				}
 			}
 		}()
@@ -628,38 +537,9 @@ feed:
 	return nil
 }
 
-// waitUntil calls check every interval until it returns true. It gives up when timeout passes or ctx ends (with the
-// last error check returned), or at once when abort returns an error (a process that exited).
-func waitUntil(ctx context.Context, what string, timeout, interval time.Duration, abort func() error, check func() (bool, error)) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	var last error
-	for {
-		if abort != nil {
-			if err := abort(); err != nil {
-				return fmt.Errorf("waiting for %s: %w", what, err)
-			}
-		}
-		ok, err := check()
-		if ok {
-			return nil
-		}
-		if err != nil {
-			last = err
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("waiting %s for %s: %w (last error: %v)", timeout, what, ctx.Err(), last)
-		case <-tick.C:
-		}
-	}
-}
-
 // jobWatch records when each new Job of a namespace is first seen, from a metadata-only watch.
 type jobWatch struct {
-	cancel context.CancelFunc
+	stop   func()
 	notify chan struct{}
 
 	mu    sync.Mutex
@@ -668,55 +548,24 @@ type jobWatch struct {
 	err   error
 }
 
-// startJobWatch lists the namespace's Jobs (there must be none) and watches from that list's resource version; the
-// watch is established when it returns.
+// startJobWatch watches the namespace's Jobs, of which there must be none yet; the watch is established when it
+// returns.
 func startJobWatch(ctx context.Context, mc metadata.Interface, ns string) (*jobWatch, error) {
 	res := mc.Resource(batchv1.SchemeGroupVersion.WithResource("jobs")).Namespace(ns)
-	list, err := res.List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("listing Jobs in %s: %w", ns, err)
+	src := benchkit.JobSource{
+		List:  func(ctx context.Context, o metav1.ListOptions) (kruntime.Object, error) { return res.List(ctx, o) },
+		Watch: res.Watch,
 	}
-	if len(list.Items) > 0 {
-		return nil, fmt.Errorf("namespace %s already holds %d Jobs", ns, len(list.Items))
-	}
-	wctx, cancel := context.WithCancel(ctx)
-	rv := list.ResourceVersion
-	wi, err := res.Watch(wctx, metav1.ListOptions{ResourceVersion: rv, AllowWatchBookmarks: true})
-	if err != nil {
-		cancel()
-		return nil, fmt.Errorf("watching Jobs in %s: %w", ns, err)
-	}
-	w := &jobWatch{cancel: cancel, notify: make(chan struct{}, 1), seen: map[types.UID]bool{}}
-	go func() {
-		for {
-			for ev := range wi.ResultChan() {
-				now := time.Now()
-				if ev.Type == watch.Error {
-					w.fail(fmt.Errorf("watching Jobs in %s: %w", ns, apierrors.FromObject(ev.Object)))
-					wi.Stop()
-					return
-				}
-				obj, ok := ev.Object.(*metav1.PartialObjectMetadata)
-				if !ok {
-					continue
-				}
-				rv = obj.ResourceVersion
-				if ev.Type == watch.Added {
-					w.add(obj.UID, now)
-				}
-			}
-			if wctx.Err() != nil {
-				return
-			}
-			// The API server ended the watch (its timeout): resume where it stopped.
-			if wi, err = res.Watch(wctx, metav1.ListOptions{ResourceVersion: rv, AllowWatchBookmarks: true}); err != nil {
-				if wctx.Err() == nil {
-					w.fail(fmt.Errorf("watching Jobs in %s again: %w", ns, err))
-				}
-				return
-			}
+	w := &jobWatch{notify: make(chan struct{}, 1), seen: map[types.UID]bool{}}
+	stop, err := benchkit.WatchJobs(ctx, ns, "", src, func(ev watch.Event, now time.Time) {
+		if obj, ok := ev.Object.(*metav1.PartialObjectMetadata); ok && ev.Type == watch.Added {
+			w.add(obj.UID, now)
 		}
-	}()
+	}, w.fail)
+	if err != nil {
+		return nil, err
+	}
+	w.stop = stop
 	return w, nil
 }
 
@@ -743,8 +592,6 @@ func (w *jobWatch) poke() {
 	default:
 	}
 }
-
-func (w *jobWatch) stop() { w.cancel() }
 
 // at returns when the i-th Job (from 1) was seen; call it after wait(i) succeeded.
 func (w *jobWatch) at(i int) time.Time {
@@ -776,7 +623,7 @@ func (w *jobWatch) wait(ctx context.Context, n int, timeout time.Duration, abort
 			}
 		}
 		if time.Since(lastReport) >= 5*time.Second {
-			note("%d/%d Jobs", got, n)
+			benchkit.Note("%d/%d Jobs", got, n)
 			lastReport = time.Now()
 		}
 		select {
@@ -790,14 +637,11 @@ func (w *jobWatch) wait(ctx context.Context, n int, timeout time.Duration, abort
 	}
 }
 
-// dispatcher is the dispatcher process under test.
+// dispatcher is the dispatcher process under test, with its metrics address and the largest VmRSS sampled.
 type dispatcher struct {
-	cmd         *exec.Cmd
-	done        chan struct{}
-	logPath     string
+	*benchkit.Dispatcher
 	metricsAddr string
 	peakKiB     atomic.Int64
-	stopOnce    sync.Once
 }
 
 func startDispatcher(c *cluster.Cluster, bin, dir string, o options) (*dispatcher, error) {
@@ -805,67 +649,18 @@ func startDispatcher(c *cluster.Cluster, bin, dir string, o options) (*dispatche
 	if err != nil {
 		return nil, err
 	}
-	logPath := filepath.Join(dir, "logs", "dispatcher.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		return nil, fmt.Errorf("creating the dispatcher log: %w", err)
-	}
-	cmd := exec.Command(bin,
-		"--kubeconfig="+c.Kubeconfig,
+	d, err := benchkit.StartDispatcher(c, bin, dir,
 		"--watch-namespace="+liveNamespace+","+backlogNamespace,
 		"--namespace="+liveNamespace,
-		"--leader-elect=false",
 		"--metrics-bind-address="+metricsAddr,
-		"--health-probe-bind-address=0",
 		"--kube-api-qps="+strconv.FormatFloat(o.qps, 'g', -1, 64),
 		"--kube-api-burst="+strconv.Itoa(o.burst),
 		"--create-workers="+strconv.Itoa(createWorkers),
 	)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.Env = os.Environ()
-	for k, v := range c.Env() {
-		cmd.Env = append(cmd.Env, k+"="+v)
+	if err != nil {
+		return nil, err
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		return nil, fmt.Errorf("starting the dispatcher: %w", err)
-	}
-	d := &dispatcher{cmd: cmd, done: make(chan struct{}), logPath: logPath, metricsAddr: metricsAddr}
-	go func() {
-		_ = cmd.Wait()
-		logFile.Close()
-		close(d.done)
-	}()
-	return d, nil
-}
-
-// exited returns an error once the process has exited.
-func (d *dispatcher) exited() error {
-	select {
-	case <-d.done:
-		return fmt.Errorf("the dispatcher exited (%v); see %s", d.cmd.ProcessState, d.logPath)
-	default:
-		return nil
-	}
-}
-
-// stop sends SIGTERM to the dispatcher's process group and waits for it, killing it after 20 s.
-func (d *dispatcher) stop() {
-	d.stopOnce.Do(func() {
-		select {
-		case <-d.done:
-			return
-		default:
-		}
-		_ = syscall.Kill(-d.cmd.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-d.done:
-		case <-time.After(20 * time.Second):
-			_ = syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL)
-			<-d.done
-		}
-	})
+	return &dispatcher{Dispatcher: d, metricsAddr: metricsAddr}, nil
 }
 
 // sampleRSS records the largest VmRSS until the process exits.
@@ -877,7 +672,7 @@ func (d *dispatcher) sampleRSS(every time.Duration) {
 			d.peakKiB.Store(kib)
 		}
 		select {
-		case <-d.done:
+		case <-d.Done():
 			return
 		case <-tick.C:
 		}
@@ -888,7 +683,7 @@ func (d *dispatcher) hwm() (int64, error) { return d.status("VmHWM") }
 
 // status reads one kB field of /proc/<pid>/status.
 func (d *dispatcher) status(field string) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", d.cmd.Process.Pid))
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", d.Pid()))
 	if err != nil {
 		return 0, fmt.Errorf("reading the dispatcher's /proc status: %w", err)
 	}
@@ -907,7 +702,7 @@ func (d *dispatcher) status(field string) (int64, error) {
 
 // cpuSeconds returns the process's user + system CPU time.
 func (d *dispatcher) cpuSeconds() (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", d.cmd.Process.Pid))
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", d.Pid()))
 	if err != nil {
 		return 0, fmt.Errorf("reading the dispatcher's /proc stat: %w", err)
 	}
@@ -1026,25 +821,4 @@ func render(r result) string {
 	row("Go", r.GoVersion, "-")
 	row("date", r.Date.Format(time.RFC3339), "-")
 	return b.String()
-}
-
-// writeResults writes bench/results/burst-<UTC timestamp>.md and .json, and overwrites bench/results/latest.md.
-func writeResults(root string, r result, report string) error {
-	dir := filepath.Join(root, "bench", "results")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("creating %s: %w", dir, err)
-	}
-	js, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encoding the results: %w", err)
-	}
-	base := filepath.Join(dir, "burst-"+r.Date.Format("20060102T150405Z"))
-	files := map[string][]byte{base + ".md": []byte(report), base + ".json": append(js, '\n'), filepath.Join(dir, "latest.md"): []byte(report)}
-	for path, content := range files {
-		if err := os.WriteFile(path, content, 0o644); err != nil {
-			return fmt.Errorf("writing %s: %w", path, err)
-		}
-	}
-	step("Results written to %s.{md,json} and %s", base, filepath.Join(dir, "latest.md"))
-	return nil
 }

@@ -2,17 +2,17 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/kubedispatch/kubedispatch/bench/internal/benchkit"
 	"github.com/kubedispatch/kubedispatch/dispatch"
 	"github.com/kubedispatch/kubedispatch/e2e/framework"
 )
@@ -21,8 +21,7 @@ import (
 // was first seen finished (Complete or Failed; or deleted before that), and the largest number unfinished after any
 // event.
 type jobTracker struct {
-	cancel context.CancelFunc
-	done   chan struct{}
+	stop func()
 
 	mu            sync.Mutex
 	created       map[types.UID]time.Time
@@ -37,59 +36,24 @@ type trackerState struct {
 	err                                error
 }
 
-// startJobTracker lists the namespace's Jobs (there must be none) and watches from that list's resource version; the
-// watch is established when it returns.
+// startJobTracker watches the namespace's Jobs, of which there must be none yet; the watch is established when it
+// returns.
 func startJobTracker(ctx context.Context, cs kubernetes.Interface, ns, selector string) (*jobTracker, error) {
 	jobs := cs.BatchV1().Jobs(ns)
-	list, err := jobs.List(ctx, metav1.ListOptions{LabelSelector: selector})
-	if err != nil {
-		return nil, fmt.Errorf("listing Jobs in %s: %w", ns, err)
+	src := benchkit.JobSource{
+		List:  func(ctx context.Context, o metav1.ListOptions) (kruntime.Object, error) { return jobs.List(ctx, o) },
+		Watch: jobs.Watch,
 	}
-	if len(list.Items) > 0 {
-		return nil, fmt.Errorf("namespace %s already holds %d Jobs", ns, len(list.Items))
-	}
-	wctx, cancel := context.WithCancel(ctx)
-	rv := list.ResourceVersion
-	opts := func() metav1.ListOptions {
-		return metav1.ListOptions{LabelSelector: selector, ResourceVersion: rv, AllowWatchBookmarks: true}
-	}
-	wi, err := jobs.Watch(wctx, opts())
-	if err != nil {
-		cancel()
-		return nil, fmt.Errorf("watching Jobs in %s: %w", ns, err)
-	}
-	t := &jobTracker{cancel: cancel, done: make(chan struct{}), created: map[types.UID]time.Time{}, finished: map[types.UID]time.Time{}}
-	go func() {
-		defer close(t.done)
-		for {
-			for ev := range wi.ResultChan() {
-				now := time.Now()
-				if ev.Type == watch.Error {
-					t.fail(fmt.Errorf("watching Jobs in %s: %w", ns, apierrors.FromObject(ev.Object)))
-					wi.Stop()
-					return
-				}
-				job, ok := ev.Object.(*batchv1.Job)
-				if !ok {
-					continue
-				}
-				rv = job.ResourceVersion
-				if ev.Type != watch.Bookmark {
-					t.observe(job, ev.Type == watch.Deleted, now)
-				}
-			}
-			if wctx.Err() != nil {
-				return
-			}
-			// The API server ended the watch (its timeout): resume where it stopped.
-			if wi, err = jobs.Watch(wctx, opts()); err != nil {
-				if wctx.Err() == nil {
-					t.fail(fmt.Errorf("watching Jobs in %s again: %w", ns, err))
-				}
-				return
-			}
+	t := &jobTracker{created: map[types.UID]time.Time{}, finished: map[types.UID]time.Time{}}
+	stop, err := benchkit.WatchJobs(ctx, ns, selector, src, func(ev watch.Event, now time.Time) {
+		if job, ok := ev.Object.(*batchv1.Job); ok {
+			t.observe(job, ev.Type == watch.Deleted, now)
 		}
-	}()
+	}, t.fail)
+	if err != nil {
+		return nil, err
+	}
+	t.stop = stop
 	return t, nil
 }
 
@@ -129,11 +93,6 @@ func (t *jobTracker) times() (created, finished map[types.UID]time.Time) {
 		finished[k] = v
 	}
 	return created, finished
-}
-
-func (t *jobTracker) stop() {
-	t.cancel()
-	<-t.done
 }
 
 // capSampler lists the Jobs of one namespace and label selector every interval and keeps the largest number

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,17 +16,10 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	kruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
-	"github.com/kubedispatch/kubedispatch/api/v1alpha1"
-	"github.com/kubedispatch/kubedispatch/e2e/cluster"
+	"github.com/kubedispatch/kubedispatch/bench/internal/benchkit"
 	"github.com/kubedispatch/kubedispatch/e2e/framework"
 )
 
@@ -55,7 +47,7 @@ func main() {
 		polls string
 	)
 	flag.StringVar(&polls, "polls", "30,5", "comma-separated pollingInterval values in seconds, one drain each")
-	flag.BoolVar(&o.keep, "keep", false, "keep the stack directory (component logs, dispatcher log) after the run")
+	flag.BoolVar(&o.keep, "keep", false, benchkit.KeepUsage)
 	flag.Parse()
 	for p := range strings.SplitSeq(polls, ",") {
 		v, err := strconv.ParseInt(strings.TrimSpace(p), 10, 32)
@@ -93,19 +85,6 @@ type result struct {
 	Rounds              []roundResult `json:"rounds"`
 }
 
-func step(format string, args ...any) {
-	fmt.Printf("==> %s %s\n", time.Now().Format("15:04:05.0"), fmt.Sprintf(format, args...))
-}
-
-func note(format string, args ...any) { fmt.Printf("    "+format+"\n", args...) }
-
-type indent struct{}
-
-func (indent) Write(b []byte) (int, error) {
-	fmt.Print("    " + string(b))
-	return len(b), nil
-}
-
 func run(o options) (err error) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -114,16 +93,11 @@ func run(o options) (err error) {
 		PhysicalLimitSeconds: math.Ceil(float64(messages)/maxReplicas) * runFor.Seconds(), TargetSeconds: targetSeconds,
 		CPUs: runtime.NumCPU(), GoVersion: runtime.Version()}
 
-	root, err := cluster.RepoRoot()
+	root, bins, err := benchkit.Prepare()
 	if err != nil {
 		return err
 	}
-	step("Ensuring the control-plane binaries (built once, cached)")
-	bins, err := cluster.EnsureBinaries(root)
-	if err != nil {
-		return err
-	}
-	step("Building the dispatcher")
+	benchkit.Step("Building the dispatcher")
 	bin, err := framework.DispatcherBinary()
 	if bin != "" {
 		defer os.RemoveAll(filepath.Dir(bin)) // a directory of its own, made for this process
@@ -139,40 +113,14 @@ func run(o options) (err error) {
 	if err != nil {
 		return fmt.Errorf("creating the stack directory: %w", err)
 	}
-	defer func() {
-		if o.keep || err != nil {
-			fmt.Printf("stack directory kept: %s (component logs in logs/, dispatcher log in logs/dispatcher.log)\n", dir)
-			return
-		}
-		_ = os.RemoveAll(dir)
-	}()
-	step("Starting the local stack (SQS on moto) in %s", dir)
-	t := time.Now()
-	c, err := cluster.Start(ctx, cluster.Options{Dir: dir, Bins: bins, SQS: true, Progress: indent{}})
+	defer func() { benchkit.CleanStackDir(dir, o.keep, err) }()
+	st, err := benchkit.StartStack(ctx, dir, bins)
 	if err != nil {
-		return fmt.Errorf("starting the local stack: %w", err)
+		return err
 	}
-	res.StackStartupSeconds = time.Since(t).Seconds()
-	note("stack ready in %.1f s", res.StackStartupSeconds)
-	defer func() {
-		step("Stopping the local stack")
-		if stopErr := c.Stop(); stopErr != nil {
-			err = errors.Join(err, fmt.Errorf("stopping the local stack: %w", stopErr))
-		}
-	}()
-
-	scheme := kruntime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		return fmt.Errorf("building the scheme: %w", err)
-	}
-	if err := v1alpha1.AddToScheme(scheme); err != nil {
-		return fmt.Errorf("building the scheme: %w", err)
-	}
-	cfg := c.RESTConfig()
-	cl, err := client.New(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		return fmt.Errorf("building the client: %w", err)
-	}
+	res.StackStartupSeconds = st.Startup.Seconds()
+	defer func() { err = errors.Join(err, st.Stop()) }()
+	c, cl, cfg := st.Cluster, st.Client, st.Cluster.RESTConfig()
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return fmt.Errorf("building the clientset: %w", err)
@@ -182,25 +130,23 @@ func run(o options) (err error) {
 	for _, p := range o.polls {
 		namespaces = append(namespaces, namespaceFor(p))
 	}
-	step("Installing the CRDs (deploy/crd) and namespaces %s", strings.Join(namespaces, ", "))
-	if err := framework.InstallCRDs(ctx, cl, filepath.Join(root, "deploy", "crd")); err != nil {
-		return fmt.Errorf("installing the CRDs: %w", err)
-	}
-	for _, ns := range namespaces {
-		if err := createNamespace(ctx, cl, ns); err != nil {
-			return err
-		}
+	if err := benchkit.InstallCRDs(ctx, cl, root, namespaces); err != nil {
+		return err
 	}
 
-	step("Starting the dispatcher (default client QPS and workers; log %s)", filepath.Join(dir, "logs", "dispatcher.log"))
-	d, err := startDispatcher(c, bin, dir, namespaces)
+	benchkit.Step("Starting the dispatcher (default client QPS and workers; log %s)", filepath.Join(dir, "logs", "dispatcher.log"))
+	d, err := benchkit.StartDispatcher(c, bin, dir,
+		"--watch-namespace="+strings.Join(namespaces, ","),
+		"--namespace="+namespaces[0],
+		"--metrics-bind-address=0",
+	)
 	if err != nil {
 		return err
 	}
-	defer d.stop()
+	defer d.Stop()
 	env := clients{cl: cl, cs: cs, q: framework.NewSQSClient(c.SQSEndpoint), sqsEndpoint: c.SQSEndpoint, d: d}
 	for _, p := range o.polls {
-		step("Round: pollingInterval %d s. ScaledJob %s/%s, created paused: one SQS trigger (queueLength 1), "+
+		benchkit.Step("Round: pollingInterval %d s. ScaledJob %s/%s, created paused: one SQS trigger (queueLength 1), "+
 			"maxReplicaCount %d, default strategy; pods run %s", p, namespaceFor(p), scaledJobName, maxReplicas, runFor)
 		r, err := runRound(ctx, env, p)
 		if err != nil {
@@ -208,13 +154,13 @@ func run(o options) (err error) {
 		}
 		res.Rounds = append(res.Rounds, r)
 	}
-	step("Stopping the dispatcher")
-	d.stop()
+	benchkit.Step("Stopping the dispatcher")
+	d.Stop()
 
 	report := render(res)
 	fmt.Println()
 	fmt.Print(report)
-	if err := writeResults(root, res, report); err != nil {
+	if err := benchkit.WriteResults(root, "drain", "drain-latest.md", res.Date, res, report); err != nil {
 		return err
 	}
 	var errs []error
@@ -224,21 +170,9 @@ func run(o options) (err error) {
 		}
 	}
 	if len(errs) > 0 {
-		return fmt.Errorf("checking the drains (see %s): %w", d.logPath, errors.Join(errs...))
+		return fmt.Errorf("checking the drains (see %s): %w", d.LogPath, errors.Join(errs...))
 	}
 	return nil
-}
-
-// createNamespace creates ns and waits for its default ServiceAccount, without which the Job controller cannot
-// create pods.
-func createNamespace(ctx context.Context, cl client.Client, ns string) error {
-	if err := cl.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("creating namespace %s: %w", ns, err)
-	}
-	return waitUntil(ctx, "the default ServiceAccount in "+ns, 2*time.Minute, 200*time.Millisecond, nil, func() (bool, error) {
-		err := cl.Get(ctx, client.ObjectKey{Namespace: ns, Name: "default"}, &corev1.ServiceAccount{})
-		return err == nil, err
-	})
 }
 
 // render formats the result as markdown: a header and one table with a column per round.
@@ -318,26 +252,4 @@ func render(r result) string {
 	})
 	fmt.Fprintf(&b, "\nDate: %s.\n", r.Date.Format(time.RFC3339))
 	return b.String()
-}
-
-// writeResults writes bench/results/drain-<UTC timestamp>.md and .json, and overwrites bench/results/drain-latest.md.
-func writeResults(root string, r result, report string) error {
-	dir := filepath.Join(root, "bench", "results")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("creating %s: %w", dir, err)
-	}
-	js, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encoding the results: %w", err)
-	}
-	base := filepath.Join(dir, "drain-"+r.Date.Format("20060102T150405Z"))
-	latest := filepath.Join(dir, "drain-latest.md")
-	files := map[string][]byte{base + ".md": []byte(report), base + ".json": append(js, '\n'), latest: []byte(report)}
-	for path, content := range files {
-		if err := os.WriteFile(path, content, 0o644); err != nil {
-			return fmt.Errorf("writing %s: %w", path, err)
-		}
-	}
-	step("Results written to %s.{md,json} and %s", base, latest)
-	return nil
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"time"
@@ -14,12 +13,12 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubedispatch/kubedispatch/api/v1alpha1"
+	"github.com/kubedispatch/kubedispatch/bench/internal/benchkit"
 	"github.com/kubedispatch/kubedispatch/e2e/worker"
 )
 
@@ -69,7 +68,7 @@ type clients struct {
 	cs          kubernetes.Interface
 	q           *sqs.Client
 	sqsEndpoint string
-	d           *dispatcher
+	d           *benchkit.Dispatcher
 }
 
 func namespaceFor(poll int32) string { return fmt.Sprintf("bench-drain-p%d", poll) }
@@ -93,7 +92,7 @@ func runRound(ctx context.Context, c clients, poll int32) (roundResult, error) {
 	if err := c.cl.Create(ctx, scaledJob(ns, queueURL, c.sqsEndpoint, poll)); err != nil {
 		return r, fmt.Errorf("creating ScaledJob %s: %w", key, err)
 	}
-	if err := waitScaledJob(ctx, c.cl, key, "its first (paused) tick", c.d, func(sj *v1alpha1.ScaledJob) bool {
+	if err := benchkit.WaitScaledJob(ctx, c.cl, key, "its first (paused) tick", c.d.Exited, func(sj *v1alpha1.ScaledJob) bool {
 		return sj.Status.LastDecision != nil
 	}); err != nil {
 		return r, err
@@ -113,7 +112,7 @@ func runRound(ctx context.Context, c clients, poll int32) (roundResult, error) {
 	defer func() { wcancel(); <-wdone }()
 	// abort stops a wait early when something the round depends on has gone.
 	abort := func() error {
-		if err := c.d.exited(); err != nil {
+		if err := c.d.Exited(); err != nil {
 			return err
 		}
 		if err := tracker.state().err; err != nil {
@@ -128,48 +127,43 @@ func runRound(ctx context.Context, c clients, poll int32) (roundResult, error) {
 		}
 	}
 
-	step("Poll %d s: sending %d messages, then unpausing %s", poll, messages, key)
+	benchkit.Step("Poll %d s: sending %d messages, then unpausing %s", poll, messages, key)
 	t0 := time.Now()
 	if err := sendMessages(ctx, c.q, queueURL, messages); err != nil {
 		return r, err
 	}
 	r.SendSeconds = time.Since(t0).Seconds()
-	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]any{v1alpha1.AnnotationPaused: nil}}})
-	if err != nil {
-		return r, fmt.Errorf("encoding the unpause patch: %w", err)
-	}
-	unpause := &v1alpha1.ScaledJob{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: scaledJobName}}
-	if err := c.cl.Patch(ctx, unpause, client.RawPatch(types.MergePatchType, patch)); err != nil {
-		return r, fmt.Errorf("unpausing ScaledJob %s: %w", key, err)
+	if err := benchkit.Unpause(ctx, c.cl, key); err != nil {
+		return r, err
 	}
 	r.UnpauseSeconds = time.Since(t0).Seconds()
-	note("sent in %.2f s, unpaused at %.2f s", r.SendSeconds, r.UnpauseSeconds)
+	benchkit.Note("sent in %.2f s, unpaused at %.2f s", r.SendSeconds, r.UnpauseSeconds)
 
 	drained, err := waitDrained(ctx, w, tracker, t0, abort)
 	if err != nil {
 		return r, err
 	}
 	r.DrainSeconds = drained.Sub(t0).Seconds()
-	note("last message deleted %.1f s after the first send", r.DrainSeconds)
+	benchkit.Note("last message deleted %.1f s after the first send", r.DrainSeconds)
 
 	// Extra Jobs would show after the drain: wait until every Job has finished, then for a tick that started after
 	// that (decision times have second precision, hence two seconds), then for any Job that tick created.
-	step("Poll %d s: waiting for the Jobs to finish and for one more tick", poll)
+	benchkit.Step("Poll %d s: waiting for the Jobs to finish and for one more tick", poll)
 	allFinished := func() (bool, error) {
 		s := tracker.state()
 		return s.unfinished == 0, s.err
 	}
-	if err := waitUntil(ctx, "every Job of "+key.String()+" to finish", 2*time.Minute, 100*time.Millisecond, abort, allFinished); err != nil {
+	if err := benchkit.WaitUntil(ctx, "every Job of "+key.String()+" to finish", 2*time.Minute, 100*time.Millisecond, abort, allFinished); err != nil {
 		return r, err
 	}
 	idleSince := time.Now()
-	if err := waitScaledJob(ctx, c.cl, key, "a tick after every Job finished", c.d, func(sj *v1alpha1.ScaledJob) bool {
+	if err := benchkit.WaitScaledJob(ctx, c.cl, key, "a tick after every Job finished", c.d.Exited, func(sj *v1alpha1.ScaledJob) bool {
 		ld := sj.Status.LastDecision
 		return ld != nil && ld.Time.Unix() >= idleSince.Unix()+2
 	}); err != nil {
 		return r, err
 	}
-	if err := waitUntil(ctx, "every Job of "+key.String()+" to finish", waitLimit, 100*time.Millisecond, abort, allFinished); err != nil {
+	if err := benchkit.WaitUntil(ctx, "every Job of "+key.String()+" to finish", waitLimit, 100*time.Millisecond, abort, allFinished); err != nil {
 		return r, err
 	}
 
@@ -204,7 +198,7 @@ func runRound(ctx context.Context, c clients, poll int32) (roundResult, error) {
 	r.RefillP90Seconds = percentile(refills, 90).Seconds()
 	r.RefillMaxSeconds = percentile(refills, 100).Seconds()
 	r.Problems = problems(r)
-	note("%d Jobs, at most %d unfinished (sampled; %d by watch events), %d idle; refill p50 %.2f s",
+	benchkit.Note("%d Jobs, at most %d unfinished (sampled; %d by watch events), %d idle; refill p50 %.2f s",
 		r.JobsCreated, r.MaxUnfinishedSampled, r.MaxUnfinishedWatched, r.Worker.Idle, r.RefillP50Seconds)
 	return r, nil
 }
@@ -246,7 +240,7 @@ func waitDrained(ctx context.Context, w *worker.SQS, tracker *jobTracker, t0 tim
 		}
 		if time.Since(lastReport) >= 10*time.Second {
 			ts := tracker.state()
-			note("%5.1f s: %d/%d messages deleted, %d Jobs created, %d unfinished", time.Since(t0).Seconds(),
+			benchkit.Note("%5.1f s: %d/%d messages deleted, %d Jobs created, %d unfinished", time.Since(t0).Seconds(),
 				st.Processed, messages, ts.created, ts.unfinished)
 			lastReport = time.Now()
 		}
@@ -288,32 +282,11 @@ func scaledJob(ns, queueURL, endpoint string, poll int32) *v1alpha1.ScaledJob {
 	}
 }
 
-// waitScaledJob waits until ready holds for the ScaledJob at key.
-func waitScaledJob(ctx context.Context, cl client.Client, key client.ObjectKey, what string, d *dispatcher, ready func(*v1alpha1.ScaledJob) bool) error {
-	return waitUntil(ctx, what+" of "+key.String(), 2*time.Minute, 200*time.Millisecond, d.exited, func() (bool, error) {
-		var sj v1alpha1.ScaledJob
-		if err := cl.Get(ctx, key, &sj); err != nil {
-			return false, err
-		}
-		return ready(&sj), nil
-	})
-}
-
 // sendMessages sends n messages in batches of 10, one batch after the other.
 func sendMessages(ctx context.Context, q *sqs.Client, queueURL string, n int) error {
 	for start := 0; start < n; start += 10 {
-		var entries []sqstypes.SendMessageBatchRequestEntry
-		for i := start; i < start+10 && i < n; i++ {
-			entries = append(entries, sqstypes.SendMessageBatchRequestEntry{
-				Id: aws.String(strconv.Itoa(i)), MessageBody: aws.String(fmt.Sprintf(`{"item":%d}`, i))})
-		}
-		out, err := q.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(queueURL), Entries: entries})
-		if err != nil {
-			return fmt.Errorf("sending messages %d-%d: %w", start, start+len(entries)-1, err)
-		}
-		if len(out.Failed) > 0 {
-			return fmt.Errorf("sending messages %d-%d: %d refused, first: %s", start, start+len(entries)-1,
-				len(out.Failed), aws.ToString(out.Failed[0].Message))
+		if err := benchkit.SendBatch(ctx, q, queueURL, start, n); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -337,33 +310,4 @@ func queueLeft(ctx context.Context, q *sqs.Client, queueURL string) (int, error)
 		left += v
 	}
 	return left, nil
-}
-
-// waitUntil calls check every interval until it returns true. It gives up when timeout passes or ctx ends (with the
-// last error check returned), or at once when abort returns an error (a process that exited).
-func waitUntil(ctx context.Context, what string, timeout, interval time.Duration, abort func() error, check func() (bool, error)) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	var last error
-	for {
-		if abort != nil {
-			if err := abort(); err != nil {
-				return fmt.Errorf("waiting for %s: %w", what, err)
-			}
-		}
-		ok, err := check()
-		if ok {
-			return nil
-		}
-		if err != nil {
-			last = err
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("waiting %s for %s: %w (last error: %v)", timeout, what, ctx.Err(), last)
-		case <-tick.C:
-		}
-	}
 }

@@ -1,11 +1,10 @@
-package main
+package benchkit
 
 import (
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -13,29 +12,29 @@ import (
 	"github.com/kubedispatch/kubedispatch/e2e/cluster"
 )
 
-// dispatcher is the dispatcher process under test.
-type dispatcher struct {
+// Dispatcher is the dispatcher process under test.
+type Dispatcher struct {
+	// LogPath is the file that holds the process's output.
+	LogPath string
+
 	cmd      *exec.Cmd
 	done     chan struct{}
-	logPath  string
 	stopOnce sync.Once
 }
 
-// startDispatcher runs bin against the stack, watching namespaces, without leader election or listeners.
-func startDispatcher(c *cluster.Cluster, bin, dir string, namespaces []string) (*dispatcher, error) {
+// StartDispatcher runs bin against the stack without leader election or a health listener, with its output in
+// dir/logs/dispatcher.log; args are the other flags.
+func StartDispatcher(c *cluster.Cluster, bin, dir string, args ...string) (*Dispatcher, error) {
 	logPath := filepath.Join(dir, "logs", "dispatcher.log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		return nil, fmt.Errorf("creating the dispatcher log: %w", err)
 	}
-	cmd := exec.Command(bin,
-		"--kubeconfig="+c.Kubeconfig,
-		"--watch-namespace="+strings.Join(namespaces, ","),
-		"--namespace="+namespaces[0],
+	cmd := exec.Command(bin, append([]string{
+		"--kubeconfig=" + c.Kubeconfig,
 		"--leader-elect=false",
-		"--metrics-bind-address=0",
 		"--health-probe-bind-address=0",
-	)
+	}, args...)...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.Env = os.Environ()
 	for k, v := range c.Env() {
@@ -47,7 +46,7 @@ func startDispatcher(c *cluster.Cluster, bin, dir string, namespaces []string) (
 		logFile.Close()
 		return nil, fmt.Errorf("starting the dispatcher: %w", err)
 	}
-	d := &dispatcher{cmd: cmd, done: make(chan struct{}), logPath: logPath}
+	d := &Dispatcher{LogPath: logPath, cmd: cmd, done: make(chan struct{})}
 	go func() {
 		_ = cmd.Wait()
 		logFile.Close()
@@ -56,18 +55,24 @@ func startDispatcher(c *cluster.Cluster, bin, dir string, namespaces []string) (
 	return d, nil
 }
 
-// exited returns an error once the process has exited.
-func (d *dispatcher) exited() error {
+// Pid is the process's id.
+func (d *Dispatcher) Pid() int { return d.cmd.Process.Pid }
+
+// Done is closed when the process has exited.
+func (d *Dispatcher) Done() <-chan struct{} { return d.done }
+
+// Exited returns an error once the process has exited.
+func (d *Dispatcher) Exited() error {
 	select {
 	case <-d.done:
-		return fmt.Errorf("the dispatcher exited (%v); see %s", d.cmd.ProcessState, d.logPath)
+		return fmt.Errorf("the dispatcher exited (%v); see %s", d.cmd.ProcessState, d.LogPath)
 	default:
 		return nil
 	}
 }
 
-// stop sends SIGTERM to the dispatcher's process group and waits for it, killing it after 20 s.
-func (d *dispatcher) stop() {
+// Stop sends SIGTERM to the dispatcher's process group and waits for it, killing it after 20 s.
+func (d *Dispatcher) Stop() {
 	d.stopOnce.Do(func() {
 		select {
 		case <-d.done:
