@@ -65,6 +65,11 @@ verify: generate ## Fail when generated files are stale or code is unformatted
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
 	$(GO) vet ./...
 
+GOLANGCI_LINT_VERSION ?= v2.15.0
+.PHONY: lint
+lint: ## golangci-lint (errorlint, depguard, importas, revive exported, staticcheck); built once by go run
+	$(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION) run ./...
+
 .PHONY: fmt
 fmt: ## gofmt the tree
 	gofmt -w $$(git ls-files '*.go')

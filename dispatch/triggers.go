@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"sync"
 
@@ -289,16 +288,6 @@ func configField(err error) (string, bool) {
 		return fmt.Sprintf("spec.triggers[%d].%s", te.index, ce.Field), true
 	}
 	return ce.Field, true
-}
-
-// sortedKeys is a small helper for deterministic output.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // describeInvalid renders a trigger error for status and events: for a configuration error the full spec path

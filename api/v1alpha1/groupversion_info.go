@@ -1,8 +1,9 @@
 package v1alpha1
 
 import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"sigs.k8s.io/controller-runtime/pkg/scheme"
 )
 
 var (
@@ -11,11 +12,7 @@ var (
 
 	// SchemeBuilder registers the types of this package with a runtime.Scheme. The types are registered here,
 	// in the variable's initializer, rather than in init functions.
-	SchemeBuilder = (&scheme.Builder{GroupVersion: GroupVersion}).Register(
-		&ScaledJob{}, &ScaledJobList{},
-		&TriggerAuthentication{}, &TriggerAuthenticationList{},
-		&ClusterTriggerAuthentication{}, &ClusterTriggerAuthenticationList{},
-	)
+	SchemeBuilder = runtime.NewSchemeBuilder(addKnownTypes)
 
 	// AddToScheme adds the types of this package to a runtime.Scheme.
 	AddToScheme = SchemeBuilder.AddToScheme
@@ -35,3 +32,13 @@ const (
 	// FieldManager is the field manager name the dispatcher uses for its writes.
 	FieldManager = "kubedispatch"
 )
+
+func addKnownTypes(s *runtime.Scheme) error {
+	s.AddKnownTypes(GroupVersion,
+		&ScaledJob{}, &ScaledJobList{},
+		&TriggerAuthentication{}, &TriggerAuthenticationList{},
+		&ClusterTriggerAuthentication{}, &ClusterTriggerAuthenticationList{},
+	)
+	metav1.AddToGroupVersion(s, GroupVersion)
+	return nil
+}

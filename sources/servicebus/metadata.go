@@ -317,7 +317,7 @@ func connectionNamespace(conn string) (host, detail string) {
 	if err != nil || u.Host == "" {
 		return "", "its Endpoint is not a URL with a host (want sb://<namespace>.servicebus.windows.net/)"
 	}
-	if !hasSignature && !(hasKeyName && hasKey) {
+	if !hasSignature && (!hasKeyName || !hasKey) {
 		return "", "it needs SharedAccessKeyName and SharedAccessKey, or SharedAccessSignature"
 	}
 	return u.Host, ""
