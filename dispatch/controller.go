@@ -242,12 +242,16 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		r.setActive(&sj, status, decision, paused)
 	}
 
-	// Housekeeping that is safe on a partial observation: it only deletes finished Jobs (history) and, with rollout
-	// immediate, Jobs of older generations. It needs the Job list itself to have been read.
+	// Housekeeping that is safe on a partial observation: it needs only the Job list. History deletes finished Jobs.
+	// Rollout immediate deletes Jobs of older generations, but never for a ScaledJob whose trigger configuration is
+	// invalid: a bad spec must not take running work down with it.
 	if obs.jobs != nil {
-		remaining, err := r.rollout(ctx, &sj, obs.jobs)
-		if err != nil {
-			actErr = errors.Join(actErr, err)
+		remaining := obs.jobs
+		if obs.invalid == nil {
+			var err error
+			if remaining, err = r.rollout(ctx, &sj, obs.jobs); err != nil {
+				actErr = errors.Join(actErr, err)
+			}
 		}
 		if err := r.pruneHistory(ctx, &sj, remaining); err != nil {
 			actErr = errors.Join(actErr, err)

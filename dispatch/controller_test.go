@@ -1018,3 +1018,22 @@ func TestReconcileDeletedScaledJobClosesSources(t *testing.T) {
 		t.Errorf("source closed %d times after the ScaledJob was deleted, want 1", closed)
 	}
 }
+
+func TestReconcileInvalidTriggerNeverRollsOutRunningJobs(t *testing.T) {
+	// A spec change that breaks a trigger, with rollout immediate, must not delete the running Jobs of the
+	// previous generation: a bad ScaledJob never takes running work down.
+	sj := makeSJ("etl").max(10).generation(2).rollout("immediate", "").
+		triggers(v1alpha1.ScaleTrigger{Type: "rabbitmq"}).obj()
+	objs := []client.Object{sj, makeJob(t, sj, "etl-old-running").jobGeneration("1").obj()}
+	var rec deleteRecorder
+	env := newLoopEnv(t, rec.funcs(), objs...)
+
+	_, _ = env.reconcile("etl")
+
+	if got := rec.deleted(); len(got) != 0 {
+		t.Errorf("deleted %v for a ScaledJob with an invalid trigger", got)
+	}
+	if diff := cmp.Diff([]string{"etl-old-running"}, env.jobNames()); diff != "" {
+		t.Errorf("remaining Jobs (-want +got):\n%s", diff)
+	}
+}
