@@ -3,7 +3,6 @@ package triggers
 import (
 	"context"
 	"fmt"
-	"net"
 	"regexp"
 	"sync"
 	"testing"
@@ -12,10 +11,11 @@ import (
 	"cloud.google.com/go/monitoring/apiv3/v2/monitoringpb"
 	"google.golang.org/genproto/googleapis/api/metric"
 	"google.golang.org/genproto/googleapis/api/monitoredres"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/kubedispatch/kubedispatch/internal/sourcetest"
 )
 
 // undeliveredMetric is the metric the gcp-pubsub trigger reads by default.
@@ -115,23 +115,8 @@ func (m *fakeMonitoring) filtersSeen() map[string]int {
 // startFakeMonitoring serves a fakeMonitoring on 127.0.0.1:0 until the test ends and returns it and its address.
 func startFakeMonitoring(t *testing.T, project string, book *backlogBook) (*fakeMonitoring, string) {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listening for the fake MetricService: %v", err)
-	}
 	fake := &fakeMonitoring{project: project, book: book}
-	srv := grpc.NewServer()
-	monitoringpb.RegisterMetricServiceServer(srv, fake)
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = srv.Serve(lis)
-	}()
-	t.Cleanup(func() {
-		srv.Stop()
-		<-served
-	})
-	return fake, lis.Addr().String()
+	return fake, sourcetest.ServeMetricService(t, fake)
 }
 
 // subscriptionFilter is the filter the gcp-pubsub trigger must send for a subscription's backlog.

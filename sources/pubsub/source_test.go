@@ -2,7 +2,6 @@ package pubsub
 
 import (
 	"context"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -11,7 +10,6 @@ import (
 	"cloud.google.com/go/monitoring/apiv3/v2/monitoringpb"
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/genproto/googleapis/api/distribution"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/testing/protocmp"
@@ -60,23 +58,8 @@ func (f *fakeMetrics) requests() []*monitoringpb.ListTimeSeriesRequest {
 // startFakeMonitoring serves a fakeMetrics on a loopback port until the test ends and returns it and its address.
 func startFakeMonitoring(t *testing.T, respond func(*monitoringpb.ListTimeSeriesRequest) ([]*monitoringpb.TimeSeries, error)) (*fakeMetrics, string) {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listening: %v", err)
-	}
 	fake := &fakeMetrics{respond: respond}
-	srv := grpc.NewServer()
-	monitoringpb.RegisterMetricServiceServer(srv, fake)
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = srv.Serve(lis)
-	}()
-	t.Cleanup(func() {
-		srv.Stop()
-		<-served
-	})
-	return fake, lis.Addr().String()
+	return fake, sourcetest.ServeMetricService(t, fake)
 }
 
 // fakeTrigger builds a trigger that reads testSubscription through the fake at addr, changed by the options.
