@@ -78,6 +78,10 @@ type StrategySettings struct {
 type Inputs struct {
 	// Triggers holds one reading per trigger that answered this tick, in spec order.
 	Triggers []TriggerReading
+	// FailedTriggers names the triggers whose reading failed or is stale. With CalculationSum the answered
+	// triggers still count (dropping one can only lower the total); with max, min or avg nothing beyond the
+	// minReplicaCount baseline is created while any trigger fails.
+	FailedTriggers []string
 	// Calculation combines several triggers; "" means max.
 	Calculation Calculation
 	// Running is R, the unfinished Jobs, pending ones included. Negative values count as 0.
@@ -294,7 +298,8 @@ func scalingDecision(s StrategySettings, minE, maxE, running, pending, scaleTo, 
 // overshoot the cap (e.g. a negative deduction).
 func Decide(in Inputs) Decision {
 	minE, maxE := Normalise(in.MinReplicaCount, in.MaxReplicaCount)
-	active, scaleTo, maxScale := Combine(in.Triggers, in.Calculation, minE, maxE)
+	answered := UsableReadings(in.Triggers, in.FailedTriggers, in.Calculation)
+	active, scaleTo, maxScale := Combine(answered, in.Calculation, minE, maxE)
 	running, pending := max(in.Running, 0), max(in.Pending, 0)
 
 	e, want := scalingDecision(in.Settings, minE, maxE, running, pending, scaleTo, maxScale)
@@ -311,8 +316,33 @@ func Decide(in Inputs) Decision {
 	d.Reason = explain(explanation{
 		in: in, strategy: ResolveStrategy(in.Settings), minE: minE, maxE: maxE, capTotal: capTotal,
 		running: running, pending: pending, clamped: clamped, decision: d,
-	})
+	}) + partialNote(in.FailedTriggers, in.Calculation)
 	return d
+}
+
+// UsableReadings applies the partial-failure rule: with no failed trigger, or with sum, the answered readings are
+// used; with max, min or avg (whose result a missing trigger could raise) none are, so only the baseline is kept.
+func UsableReadings(answered []TriggerReading, failed []string, calc Calculation) []TriggerReading {
+	if len(failed) == 0 || calc == CalculationSum {
+		return answered
+	}
+	return nil
+}
+
+// partialNote says which triggers failed and what the rule did about it.
+func partialNote(failed []string, calc Calculation) string {
+	if len(failed) == 0 {
+		return ""
+	}
+	names := strings.Join(failed, ", ")
+	if calc == CalculationSum {
+		return fmt.Sprintf(" (trigger %s failed to read: sum counts the other triggers only)", names)
+	}
+	calcName := string(calc)
+	if calcName == "" {
+		calcName = string(CalculationMax)
+	}
+	return fmt.Sprintf(" (trigger %s failed to read: with %s nothing beyond minReplicaCount is created until it answers)", names, calcName)
 }
 
 // explanation gathers what Decide knows, for the reason sentence.

@@ -33,3 +33,13 @@ func IsConfigError(err error) bool {
 	var ce *ConfigError
 	return errors.As(err, &ce)
 }
+
+// ErrUnauthorized is wrapped by Backlog errors when the queue refused the credentials (a wrong, expired or rotated
+// key). The caller resolves the trigger's credentials again before the next reading.
+var ErrUnauthorized = errors.New("credentials refused")
+
+// Endpointer is implemented by sources that talk to a network endpoint. Endpoint names it (e.g. a host), so the
+// caller can back off per endpoint: one dead endpoint slows only the triggers that use it.
+type Endpointer interface {
+	Endpoint() string
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -107,6 +108,9 @@ func (s *Source) Backlog(ctx context.Context, now time.Time) (sources.Backlog, e
 		if queueDoesNotExist(err) {
 			return sources.Backlog{}, fmt.Errorf("reading attributes of SQS queue %s: queue %w: %w", s.meta.QueueURL, sources.ErrNotFound, err)
 		}
+		if credentialsRefused(err) {
+			return sources.Backlog{}, fmt.Errorf("reading attributes of SQS queue %s: %w: %w", s.meta.QueueURL, sources.ErrUnauthorized, err)
+		}
 		return sources.Backlog{}, fmt.Errorf("reading attributes of SQS queue %s: %w", s.meta.QueueURL, err)
 	}
 	var attributes map[string]string
@@ -133,6 +137,18 @@ func (s *Source) Backlog(ctx context.Context, now time.Time) (sources.Backlog, e
 	}, nil
 }
 
+// Endpoint is the host the source talks to: awsEndpoint's when set, else the queue URL's.
+func (s *Source) Endpoint() string {
+	raw := s.meta.QueueURL
+	if s.meta.Endpoint != "" {
+		raw = s.meta.Endpoint
+	}
+	if u, err := url.Parse(raw); err == nil && u.Host != "" {
+		return "sqs:" + u.Host
+	}
+	return "sqs:" + raw
+}
+
 // Close releases nothing (the SDK client holds no resources that need closing); it is safe to call more than once.
 func (s *Source) Close() error {
 	return nil
@@ -150,6 +166,20 @@ func queueDoesNotExist(err error) bool {
 		case "QueueDoesNotExist", "AWS.SimpleQueueService.NonExistentQueue":
 			return true
 		}
+	}
+	return false
+}
+
+// credentialsRefused reports whether err says AWS refused the credentials (unknown, wrong or expired keys).
+func credentialsRefused(err error) bool {
+	var apiErr smithy.APIError
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	switch apiErr.ErrorCode() {
+	case "InvalidClientTokenId", "UnrecognizedClientException", "SignatureDoesNotMatch", "InvalidAccessKeyId",
+		"ExpiredToken", "ExpiredTokenException", "AccessDenied", "AccessDeniedException", "InvalidSecurity":
+		return true
 	}
 	return false
 }
