@@ -18,54 +18,83 @@ import (
 	"github.com/kubedispatch/kubedispatch/jobtemplate"
 )
 
-// createJobs creates n Jobs in parallel (bounded by CreateWorkers; the client's rate limiter paces the requests).
-// Every failure is reported on its own and does not stop the others. It returns how many were created and the
-// joined errors.
+// createJobs creates up to n Jobs in parallel (bounded by CreateWorkers; the client's rate limiter paces the
+// requests). The caller caps n per tick. The first refusal (quota, admission, a bad template) stops launching further
+// creates for this tick: the Jobs already in flight finish, the rest wait for the retry with back-off. A cancelled
+// context (the ScaledJob was deleted, the process is stopping) stops it too. It returns how many were created and
+// the joined errors; memory does not grow with n beyond the in-flight creates.
 func (r *Reconciler) createJobs(ctx context.Context, sj *v1alpha1.ScaledJob, n int64) (int64, error) {
 	if n <= 0 {
 		return 0, nil
 	}
 	log := logr.FromContextOrDiscard(ctx)
-	errs := make([]error, n)
-	names := make([]string, n)
+	var (
+		mu       sync.Mutex
+		created  []string
+		failed   int
+		firstErr error
+		stopOnce sync.Once
+	)
+	// refused stops launching; creates already in flight finish with the caller's context, so none is cut off
+	// half-way (a cancelled create may still have been applied).
+	refused := make(chan struct{})
 	sem := make(chan struct{}, r.CreateWorkers)
 	var wg sync.WaitGroup
-	for i := range n {
+launch:
+	for range n {
+		select {
+		case sem <- struct{}{}:
+		case <-refused:
+			break launch
+		case <-ctx.Done():
+			break launch
+		}
+		select {
+		case <-refused:
+			<-sem
+			break launch
+		default:
+		}
 		wg.Add(1)
-		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			names[i], errs[i] = r.createOne(ctx, sj)
+			name, err := r.createOne(ctx, sj)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				failed++
+				if firstErr == nil {
+					firstErr = err
+				}
+				stopOnce.Do(func() { close(refused) })
+				return
+			}
+			created = append(created, name)
 		}()
 	}
 	wg.Wait()
 
-	var created []string
-	var failed []error
-	for i := range n {
-		if errs[i] != nil {
-			failed = append(failed, errs[i])
-			continue
-		}
-		created = append(created, names[i])
-	}
 	r.expectations.expect(keyOf(sj), created, r.Clock.Now())
 	r.Metrics.JobsCreated.WithLabelValues(sj.Namespace, sj.Name).Add(float64(len(created)))
-	r.Metrics.JobCreateErrors.WithLabelValues(sj.Namespace, sj.Name).Add(float64(len(failed)))
+	r.Metrics.JobCreateErrors.WithLabelValues(sj.Namespace, sj.Name).Add(float64(failed))
 	if len(created) > 0 {
 		r.Recorder.Eventf(sj, nil, corev1.EventTypeNormal, ReasonJobsCreated, "CreateJobs", "Created %d Job(s)", len(created))
 		log.Info("Created Jobs", "count", len(created), "requested", n)
 	}
-	if len(failed) > 0 {
-		// One event per tick, not one per Job: a quota refusal for 50 Jobs is one line.
+	if firstErr != nil {
+		// One event per tick, not one per Job: a quota refusal is one line.
 		r.Recorder.Eventf(sj, nil, corev1.EventTypeWarning, ReasonJobCreateFailed, "CreateJobs",
-			"%d of %d Job creations were refused; first error: %s", len(failed), n, truncate(failed[0].Error(), 800))
-		return int64(len(created)), fmt.Errorf("creating %d of %d Jobs failed: %w", len(failed), n, errors.Join(failed...))
+			"%d of %d Job creations were refused, the rest of this tick was not attempted; first error: %s",
+			failed, n, truncate(firstErr.Error(), 800))
+		return int64(len(created)), fmt.Errorf("creating Jobs: %d refused, %d of %d created: %w", failed, len(created), n, firstErr)
 	}
 	return int64(len(created)), nil
 }
 
-// createOne builds and creates one Job; a name collision retries with a new suffix.
+// createOne builds and creates one Job carrying a random create token. A name collision with somebody else's Job
+// retries with a new name; a collision with our own token (the API server applied a create it answered with an
+// error, and client-go retried) is our Job, adopted. An ambiguous failure (a server error or a timeout) is checked
+// by reading the name back, so a Job the API server did make is never made again.
 func (r *Reconciler) createOne(ctx context.Context, sj *v1alpha1.ScaledJob) (string, error) {
 	var lastErr error
 	for range 3 {
@@ -73,9 +102,16 @@ func (r *Reconciler) createOne(ctx context.Context, sj *v1alpha1.ScaledJob) (str
 		if err != nil {
 			return "", err
 		}
+		token := jobtemplate.RandomSuffix() + jobtemplate.RandomSuffix()
+		job.Annotations[v1alpha1.AnnotationCreateToken] = token
 		err = r.Client.Create(ctx, job, client.FieldOwner(v1alpha1.FieldManager))
 		if err == nil {
 			return job.Name, nil
+		}
+		if apierrors.IsAlreadyExists(err) || ambiguous(err) {
+			if ours, gerr := r.madeWithToken(ctx, sj.Namespace, job.Name, token); gerr == nil && ours {
+				return job.Name, nil
+			}
 		}
 		if !apierrors.IsAlreadyExists(err) {
 			return "", fmt.Errorf("creating job %s: %w", job.Name, err)
@@ -83,6 +119,27 @@ func (r *Reconciler) createOne(ctx context.Context, sj *v1alpha1.ScaledJob) (str
 		lastErr = err
 	}
 	return "", fmt.Errorf("creating job: %w", lastErr)
+}
+
+// ambiguous reports whether a create error leaves open whether the API server applied it.
+func ambiguous(err error) bool {
+	return apierrors.IsInternalError(err) || apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) ||
+		apierrors.IsServiceUnavailable(err) || apierrors.IsTooManyRequests(err) || apierrors.IsUnexpectedServerError(err) ||
+		errors.Is(err, context.DeadlineExceeded) || !isStatusError(err)
+}
+
+func isStatusError(err error) bool {
+	var s apierrors.APIStatus
+	return errors.As(err, &s)
+}
+
+// madeWithToken reads a Job from the API server (not the cache, which may lag) and reports whether it carries token.
+func (r *Reconciler) madeWithToken(ctx context.Context, namespace, name, token string) (bool, error) {
+	var j batchv1.Job
+	if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, &j); err != nil {
+		return false, err
+	}
+	return j.Annotations[v1alpha1.AnnotationCreateToken] == token, nil
 }
 
 // rollout deletes Jobs of older generations when rollout.strategy is immediate. With gradual (the default) it does

@@ -62,10 +62,14 @@ type Reconciler struct {
 	CreateWorkers int
 	// TriggerTimeout bounds one trigger reading; default 10s.
 	TriggerTimeout time.Duration
+	// MaxCreatesPerTick bounds the Jobs one tick creates; a ScaledJob that wants more is requeued at once, so no
+	// ScaledJob holds a worker for long and no tick allocates in proportion to a huge maxReplicaCount. Default 500.
+	MaxCreatesPerTick int64
 	// NameSuffix makes Job name suffixes; jobtemplate.RandomSuffix when nil.
 	NameSuffix func() string
 
 	once         sync.Once
+	due          sync.Map // ScaledJob key -> time.Time its next poll is due
 	expectations *expectations
 	sourceCache  *sourceCache
 }
@@ -76,6 +80,9 @@ func (r *Reconciler) init() {
 		r.sourceCache = newSourceCache()
 		if r.CreateWorkers <= 0 {
 			r.CreateWorkers = 32
+		}
+		if r.MaxCreatesPerTick <= 0 {
+			r.MaxCreatesPerTick = 500
 		}
 		if r.TriggerTimeout <= 0 {
 			r.TriggerTimeout = 10 * time.Second
@@ -124,9 +131,11 @@ type observation struct {
 	failed    int32
 	readings  []TriggerReading
 	statuses  []v1alpha1.TriggerStatus
-	err       error // first failed read (jobs or triggers); nil when the observation is complete
-	invalid   error // permanent configuration error of a trigger or its authentication
-	listed    int   // Jobs carrying the ScaledJob's label, owned or not
+	err       error    // first failed read (jobs or triggers); nil when the observation is complete
+	jobsErr   error    // the Job or pod list failed: nothing can be decided
+	failing   []string // triggers whose reading failed this tick (their names)
+	invalid   error    // permanent configuration error of a trigger or its authentication
+	listed    int      // Jobs carrying the ScaledJob's label, owned or not
 }
 
 // Reconcile runs one tick for a ScaledJob.
@@ -148,6 +157,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, nil
 	}
 	poll := time.Duration(sj.Spec.PollingIntervalSeconds()) * time.Second
+	if due, ok := r.due.Load(keyOf(&sj)); ok && !start.Before(due.(time.Time)) {
+		r.Metrics.TickLag.Observe(start.Sub(due.(time.Time)).Seconds())
+	}
 	status := sj.Status.DeepCopy()
 	status.ObservedGeneration = sj.Generation
 
@@ -185,6 +197,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	// 2. Decide, only on a complete observation and when not paused.
 	var decision Decision
 	var actErr error
+	moreWanted := false
 	switch {
 	case obs.invalid != nil:
 		r.Metrics.ScaledJobInvalid.WithLabelValues(sj.Namespace, sj.Name).Set(1)
@@ -197,23 +210,23 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		r.setCondition(&sj, status, v1alpha1.ConditionReady, metav1.ConditionFalse, reason, msg)
 		status.LastDecision = &v1alpha1.Decision{Time: metav1.NewTime(r.Clock.Now()), Reason: "no Jobs: " + truncate(msg, 500)}
 		r.setCondition(&sj, status, v1alpha1.ConditionActive, metav1.ConditionUnknown, reason, "activity is unknown until the trigger configuration is fixed")
-	case obs.err != nil:
+	case obs.jobsErr != nil:
 		r.Metrics.ScaledJobInvalid.WithLabelValues(sj.Namespace, sj.Name).Set(0)
-		reason := ReasonTriggerError
-		var te *triggerError
-		if !errors.As(obs.err, &te) {
-			reason = ReasonJobListError
+		msg := obs.jobsErr.Error() + "; no Jobs are created until the Jobs can be counted"
+		if !conditionIs(sj.Status.Conditions, v1alpha1.ConditionReady, metav1.ConditionFalse, ReasonJobListError, msg) {
+			r.Recorder.Eventf(&sj, nil, corev1.EventTypeWarning, ReasonJobListError, "Observe", "%s", obs.jobsErr.Error())
 		}
-		msg := obs.err.Error() + "; no Jobs are created until every read succeeds"
-		if !conditionIs(sj.Status.Conditions, v1alpha1.ConditionReady, metav1.ConditionFalse, reason, msg) {
-			r.Recorder.Eventf(&sj, nil, corev1.EventTypeWarning, reason, "Observe", "%s", obs.err.Error())
-		}
-		r.setCondition(&sj, status, v1alpha1.ConditionReady, metav1.ConditionFalse, reason, msg)
-		status.LastDecision = &v1alpha1.Decision{Time: metav1.NewTime(r.Clock.Now()), Reason: "no Jobs: " + truncate(obs.err.Error(), 500) + " (retrying with back-off)"}
-		r.setCondition(&sj, status, v1alpha1.ConditionActive, metav1.ConditionUnknown, reason, "activity is unknown until every read succeeds")
+		r.setCondition(&sj, status, v1alpha1.ConditionReady, metav1.ConditionFalse, ReasonJobListError, msg)
+		status.LastDecision = &v1alpha1.Decision{Time: metav1.NewTime(r.Clock.Now()), Reason: "no Jobs: " + truncate(obs.jobsErr.Error(), 500) + " (retrying with back-off)"}
+		r.setCondition(&sj, status, v1alpha1.ConditionActive, metav1.ConditionUnknown, ReasonJobListError, "activity is unknown until the Jobs can be counted")
 	default:
 		r.Metrics.ScaledJobInvalid.WithLabelValues(sj.Namespace, sj.Name).Set(0)
 		decision = Decide(r.inputs(&sj, obs))
+		wanted := decision.Create
+		if decision.Create > r.MaxCreatesPerTick {
+			decision.Create = r.MaxCreatesPerTick
+			decision.Reason += fmt.Sprintf("; at most %d per tick (--max-creates-per-tick), the rest follows at once", r.MaxCreatesPerTick)
+		}
 		log.V(1).Info("Decided", "labelled", obs.listed, "owned", len(obs.jobs), "unseen", obs.unseen, "running", obs.running, "pending", obs.pending, "create", decision.Create, "reason", decision.Reason)
 		r.Metrics.DecisionJobs.WithLabelValues(sj.Namespace, sj.Name).Set(float64(decision.Create))
 		now := metav1.NewTime(r.Clock.Now())
@@ -234,11 +247,19 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			status.Pending += int32(created)
 		}
 		status.LastDecision = &v1alpha1.Decision{Time: now, JobsCreated: int32(created), Reason: decision.Reason}
-		if err != nil {
+		switch {
+		case err != nil:
 			r.setCondition(&sj, status, v1alpha1.ConditionReady, metav1.ConditionFalse, ReasonJobCreateFailed, truncate(err.Error(), 1000))
-		} else {
+		case obs.err != nil:
+			msg := obs.err.Error() + "; " + partialRule(sj.Spec.ScalersCalculation())
+			if !conditionIs(sj.Status.Conditions, v1alpha1.ConditionReady, metav1.ConditionFalse, ReasonTriggerError, msg) {
+				r.Recorder.Eventf(&sj, nil, corev1.EventTypeWarning, ReasonTriggerError, "Observe", "%s", obs.err.Error())
+			}
+			r.setCondition(&sj, status, v1alpha1.ConditionReady, metav1.ConditionFalse, ReasonTriggerError, msg)
+		default:
 			r.setCondition(&sj, status, v1alpha1.ConditionReady, metav1.ConditionTrue, "TriggersHealthy", "all triggers read and Jobs counted")
 		}
+		moreWanted = err == nil && wanted > created && created == decision.Create && !paused
 		r.setActive(&sj, status, decision, paused)
 	}
 
@@ -247,7 +268,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	// invalid: a bad spec must not take running work down with it.
 	if obs.jobs != nil {
 		remaining := obs.jobs
-		if obs.invalid == nil {
+		if obs.invalid == nil && obs.err == nil {
 			var err error
 			if remaining, err = r.rollout(ctx, &sj, obs.jobs); err != nil {
 				actErr = errors.Join(actErr, err)
@@ -274,13 +295,18 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, err
 	}
 	log.V(1).Info("Tick done", "requeueAfter", poll, "err", obs.err)
-	// Transient read failures requeue with the controller's back-off; everything else waits for the next poll.
-	if obs.err != nil {
+	// More Jobs wanted than one tick may create: go on at once (through the queue, so other ScaledJobs get their
+	// turn). Transient read failures requeue with the controller's back-off; refused creates (quota, admission)
+	// and everything else wait for the next poll.
+	switch {
+	case moreWanted:
+		return ctrl.Result{Requeue: true}, nil
+	case obs.err != nil:
 		return ctrl.Result{}, obs.err
-	}
-	if actErr != nil {
+	case actErr != nil:
 		log.V(1).Info("Tick finished with errors", "err", actErr)
 	}
+	r.due.Store(keyOf(&sj), r.Clock.Now().Add(poll))
 	return ctrl.Result{RequeueAfter: poll}, nil
 }
 
@@ -292,11 +318,14 @@ func (r *Reconciler) observe(ctx context.Context, sj *v1alpha1.ScaledJob) observ
 	var jobs batchv1.JobList
 	if err := r.Client.List(ctx, &jobs, client.InNamespace(sj.Namespace), client.MatchingLabels{v1alpha1.LabelScaledJob: sj.Name}); err != nil {
 		obs.err = fmt.Errorf("listing jobs of %s/%s: %w", sj.Namespace, sj.Name, err)
+		obs.jobsErr = obs.err
 		return obs
 	}
 	var pods corev1.PodList
 	if err := r.Client.List(ctx, &pods, client.InNamespace(sj.Namespace), client.MatchingLabels{v1alpha1.LabelScaledJob: sj.Name}); err != nil {
 		obs.err = fmt.Errorf("listing pods of %s/%s: %w", sj.Namespace, sj.Name, err)
+		obs.jobsErr = obs.err
+		obs.jobs = nil
 		return obs
 	}
 	obs.jobs = ownedBy(jobs.Items, sj)
@@ -343,6 +372,9 @@ func (r *Reconciler) observe(ctx context.Context, sj *v1alpha1.ScaledJob) observ
 		obs.invalid = err
 	} else {
 		obs.err = err
+		for i, t := range sj.Spec.Triggers {
+			obs.failing = append(obs.failing, triggerLabel(t, i))
+		}
 	}
 	obs.statuses = r.failedStatuses(sj, err)
 	return obs
@@ -383,8 +415,11 @@ func (r *Reconciler) readTriggers(ctx context.Context, sj *v1alpha1.ScaledJob, s
 				if obs.invalid == nil {
 					obs.invalid = te
 				}
-			} else if obs.err == nil {
-				obs.err = te
+			} else {
+				obs.failing = append(obs.failing, label)
+				if obs.err == nil {
+					obs.err = te
+				}
 			}
 			// Keep the previous reading visible, marked with the error.
 			if prev := previousTrigger(sj, label); prev != nil {
@@ -438,6 +473,7 @@ func (r *Reconciler) inputs(sj *v1alpha1.ScaledJob, obs observation) Inputs {
 	ss := sj.Spec.ScalingStrategy
 	return Inputs{
 		Triggers:        obs.readings,
+		FailedTriggers:  obs.failing,
 		Calculation:     Calculation(sj.Spec.ScalersCalculation()),
 		Running:         obs.running,
 		Pending:         obs.pending,
@@ -455,6 +491,7 @@ func (r *Reconciler) inputs(sj *v1alpha1.ScaledJob, obs observation) Inputs {
 func (r *Reconciler) forget(namespace, name string) {
 	key := namespace + "/" + name
 	r.Metrics.forget(namespace, name)
+	r.due.Delete(key)
 	r.sourceCache.forget(key)
 	r.expectations.forget(key)
 }
@@ -500,4 +537,12 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…"
+}
+
+// partialRule says, for the Ready condition, what a failed trigger means under the ScaledJob's calculation.
+func partialRule(calc string) string {
+	if Calculation(calc) == CalculationSum {
+		return "the other triggers still count (sum); the minReplicaCount baseline is kept"
+	}
+	return "nothing beyond the minReplicaCount baseline is created until it answers"
 }

@@ -19,6 +19,8 @@ type Metrics struct {
 	TickDuration     *prometheus.HistogramVec
 	DecisionJobs     *prometheus.GaugeVec
 	ScaledJobInvalid *prometheus.GaugeVec
+	StatusWrites     prometheus.Counter
+	TickLag          prometheus.Histogram
 }
 
 // NewMetrics builds the metrics and registers them on reg (nil: not registered, for tests).
@@ -53,10 +55,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Jobs the last decision asked for (before creation errors), per ScaledJob."}, sj),
 		ScaledJobInvalid: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kubedispatch_scaledjob_invalid",
 			Help: "1 when the ScaledJob's spec or trigger configuration is invalid (Ready=False), else 0."}, sj),
+		StatusWrites: prometheus.NewCounter(prometheus.CounterOpts{Name: "kubedispatch_status_writes_total",
+			Help: "ScaledJob status updates sent to the API server (only on a material change)."}),
+		TickLag: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "kubedispatch_tick_lag_seconds",
+			Help:    "Seconds from when a ScaledJob's poll was due to when its tick decided.",
+			Buckets: []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.JobsCreated, m.JobCreateErrors, m.JobsDeleted, m.TriggerBacklog, m.TriggerActive,
-			m.TriggerErrors, m.TriggerLatency, m.Jobs, m.Paused, m.TickDuration, m.DecisionJobs, m.ScaledJobInvalid)
+			m.TriggerErrors, m.TriggerLatency, m.Jobs, m.Paused, m.TickDuration, m.DecisionJobs, m.ScaledJobInvalid,
+			m.StatusWrites, m.TickLag)
 	}
 	return m
 }

@@ -61,10 +61,17 @@ func (r *Reconciler) notePause(ctx context.Context, sj *v1alpha1.ScaledJob, stat
 	}
 }
 
-// writeStatus patches the status subresource when it changed.
+// writeStatus writes the status when something a person or a tool would act on changed: counts, conditions,
+// trigger backlogs and errors, the decision's Job count or reason. Times that move on every tick (a trigger's
+// sampledAt, lastActiveTime, the time of a decision identical to the last) alone never cause a write:
+// lastDecision.time stays the time that decision was first made.
 func (r *Reconciler) writeStatus(ctx context.Context, sj *v1alpha1.ScaledJob, status *v1alpha1.ScaledJobStatus) error {
-	if equality.Semantic.DeepEqual(&sj.Status, status) {
+	if !MaterialChange(&sj.Status, status) {
 		return nil
+	}
+	if old, cur := sj.Status.LastDecision, status.LastDecision; old != nil && cur != nil &&
+		old.JobsCreated == cur.JobsCreated && old.Reason == cur.Reason {
+		cur.Time = old.Time
 	}
 	// An update replaces the whole status, so zero counts and cleared fields are written too (a merge patch leaves
 	// omitted zero values untouched). A conflict requeues the ScaledJob; Jobs created this tick are remembered by
@@ -73,5 +80,22 @@ func (r *Reconciler) writeStatus(ctx context.Context, sj *v1alpha1.ScaledJob, st
 	if err := r.Client.Status().Update(ctx, sj, client.FieldOwner(v1alpha1.FieldManager)); err != nil {
 		return fmt.Errorf("updating status of %s/%s: %w", sj.Namespace, sj.Name, err)
 	}
+	r.Metrics.StatusWrites.Inc()
 	return nil
+}
+
+// MaterialChange reports whether cur differs from old in anything but the times that move on every tick
+// (triggers' sampledAt, lastActiveTime, lastDecision.time).
+func MaterialChange(old, cur *v1alpha1.ScaledJobStatus) bool {
+	a, b := old.DeepCopy(), cur.DeepCopy()
+	for _, s := range []*v1alpha1.ScaledJobStatus{a, b} {
+		s.LastActiveTime = nil
+		if s.LastDecision != nil {
+			s.LastDecision.Time = metav1.Time{}
+		}
+		for i := range s.Triggers {
+			s.Triggers[i].SampledAt = nil
+		}
+	}
+	return !equality.Semantic.DeepEqual(a, b)
 }

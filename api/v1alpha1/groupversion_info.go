@@ -29,6 +29,11 @@ const (
 	// AnnotationGeneration on a Job records the metadata.generation of the ScaledJob it was created from.
 	AnnotationGeneration = "kubedispatch.io/generation"
 
+	// AnnotationCreateToken is a random token set on each Job at creation. A create that the API server applied
+	// but answered with an error (and that client-go retried into AlreadyExists) is recognised by it and adopted,
+	// never made twice.
+	AnnotationCreateToken = "kubedispatch.io/create-token"
+
 	// FieldManager is the field manager name the dispatcher uses for its writes.
 	FieldManager = "kubedispatch"
 )
