@@ -10,6 +10,7 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/selection"
@@ -86,7 +87,8 @@ func run(ctx context.Context, opts Options) error {
 		Metrics:                       metricsserver.Options{BindAddress: opts.MetricsBindAddress},
 		HealthProbeBindAddress:        opts.HealthProbeBindAddress,
 		LeaderElection:                opts.LeaderElect,
-		LeaderElectionID:              "dispatcher.kubedispatch.io",
+		LeaderElectionID:              opts.LeaderElectionID,
+		GracefulShutdownTimeout:       &opts.GracefulShutdown,
 		LeaderElectionNamespace:       opts.LeaderElectionNamespace,
 		LeaderElectionReleaseOnCancel: true,
 		LeaseDuration:                 &opts.LeaseDuration,
@@ -112,6 +114,8 @@ func run(ctx context.Context, opts Options) error {
 		Metrics:              dispatch.NewMetrics(metrics.Registry),
 		ClusterAuthNamespace: opts.Namespace,
 		CreateWorkers:        opts.CreateWorkers,
+		MaxCreatesPerTick:    int64(opts.MaxCreatesPerTick),
+		TriggerTimeout:       opts.TriggerTimeout,
 	}
 	if err := r.SetupWithManager(mgr, opts.Concurrency); err != nil {
 		return fmt.Errorf("setting up the ScaledJob controller: %w", err)
@@ -133,6 +137,22 @@ func run(ctx context.Context, opts Options) error {
 		return fmt.Errorf("running manager: %w", err)
 	}
 	return nil
+}
+
+// trimPod keeps what the dispatcher reads of a pod (owner, labels, phase and conditions), so 10k cached pods stay
+// small: the spec, container statuses and annotations are dropped.
+func trimPod(obj any) (any, error) {
+	p, ok := obj.(*corev1.Pod)
+	if !ok {
+		return obj, nil
+	}
+	return &corev1.Pod{
+		TypeMeta: p.TypeMeta,
+		ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace, UID: p.UID, ResourceVersion: p.ResourceVersion,
+			Labels: p.Labels, OwnerReferences: p.OwnerReferences, DeletionTimestamp: p.DeletionTimestamp,
+			CreationTimestamp: p.CreationTimestamp},
+		Status: corev1.PodStatus{Phase: p.Status.Phase, Conditions: p.Status.Conditions},
+	}, nil
 }
 
 func restConfig(kubeconfig string) (*rest.Config, error) {
@@ -169,7 +189,9 @@ func cacheOptions(opts Options) (cache.Options, error) {
 		}
 		byObject[&v1alpha1.ScaledJob{}] = cache.ByObject{Label: sel}
 	}
-	co := cache.Options{ByObject: byObject}
+	// Cached objects drop their managedFields (often half of a Job's size); pods keep only what counting needs.
+	co := cache.Options{ByObject: byObject, DefaultTransform: cache.TransformStripManagedFields()}
+	byObject[&corev1.Pod{}] = cache.ByObject{Label: byManaged, Transform: trimPod}
 	if ns := opts.Namespaces(); len(ns) > 0 {
 		co.DefaultNamespaces = map[string]cache.Config{}
 		for _, n := range ns {

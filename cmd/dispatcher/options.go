@@ -27,6 +27,10 @@ type Options struct {
 	Namespace               string        // --namespace, POD_NAMESPACE: the dispatcher's own namespace (ClusterTriggerAuthentication Secrets)
 	Concurrency             int           // --concurrency, KUBEDISPATCH_CONCURRENCY: ScaledJobs reconciled in parallel
 	CreateWorkers           int           // --create-workers, KUBEDISPATCH_CREATE_WORKERS: parallel Job creations per tick
+	MaxCreatesPerTick       int           // --max-creates-per-tick, KUBEDISPATCH_MAX_CREATES_PER_TICK
+	TriggerTimeout          time.Duration // --trigger-timeout, KUBEDISPATCH_TRIGGER_TIMEOUT: bound of one trigger reading
+	LeaderElectionID        string        // --leader-election-id, KUBEDISPATCH_LEADER_ELECTION_ID: the Lease name (one per shard)
+	GracefulShutdown        time.Duration // --graceful-shutdown-timeout, KUBEDISPATCH_GRACEFUL_SHUTDOWN_TIMEOUT
 }
 
 // AddFlags registers the flags with their env defaults.
@@ -45,6 +49,10 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.WatchLabelSelector, "watch-label-selector", env("WATCH_LABEL_SELECTOR", ""), "only ScaledJobs matching this label selector (env WATCH_LABEL_SELECTOR)")
 	fs.StringVar(&o.Namespace, "namespace", env("POD_NAMESPACE", "default"), "the dispatcher's own namespace, where ClusterTriggerAuthentication Secrets are read (env POD_NAMESPACE)")
 	fs.IntVar(&o.Concurrency, "concurrency", envInt("KUBEDISPATCH_CONCURRENCY", 8), "ScaledJobs reconciled in parallel (env KUBEDISPATCH_CONCURRENCY)")
+	fs.IntVar(&o.MaxCreatesPerTick, "max-creates-per-tick", envInt("KUBEDISPATCH_MAX_CREATES_PER_TICK", 500), "at most this many Jobs per ScaledJob tick; more follow in the next tick at once (env KUBEDISPATCH_MAX_CREATES_PER_TICK)")
+	fs.DurationVar(&o.TriggerTimeout, "trigger-timeout", envDuration("KUBEDISPATCH_TRIGGER_TIMEOUT", 10*time.Second), "bound of one trigger reading (env KUBEDISPATCH_TRIGGER_TIMEOUT)")
+	fs.StringVar(&o.LeaderElectionID, "leader-election-id", env("KUBEDISPATCH_LEADER_ELECTION_ID", "dispatcher.kubedispatch.io"), "name of the leader-election Lease; give each --watch-label-selector shard its own (env KUBEDISPATCH_LEADER_ELECTION_ID)")
+	fs.DurationVar(&o.GracefulShutdown, "graceful-shutdown-timeout", envDuration("KUBEDISPATCH_GRACEFUL_SHUTDOWN_TIMEOUT", 10*time.Second), "how long running ticks may take to finish after SIGTERM (env KUBEDISPATCH_GRACEFUL_SHUTDOWN_TIMEOUT)")
 	fs.IntVar(&o.CreateWorkers, "create-workers", envInt("KUBEDISPATCH_CREATE_WORKERS", 32), "parallel Job creations within one tick (env KUBEDISPATCH_CREATE_WORKERS)")
 }
 
@@ -62,6 +70,18 @@ func (o *Options) Validate() error {
 	}
 	if o.CreateWorkers < 1 {
 		errs = append(errs, "--create-workers must be >= 1")
+	}
+	if o.MaxCreatesPerTick < 1 {
+		errs = append(errs, "--max-creates-per-tick must be >= 1")
+	}
+	if o.TriggerTimeout <= 0 {
+		errs = append(errs, "--trigger-timeout must be > 0")
+	}
+	if o.GracefulShutdown <= 0 {
+		errs = append(errs, "--graceful-shutdown-timeout must be > 0")
+	}
+	if o.LeaderElect && o.LeaderElectionID == "" {
+		errs = append(errs, "--leader-election-id must not be empty")
 	}
 	if o.LeaderElect && o.RenewDeadline >= o.LeaseDuration {
 		errs = append(errs, "--leader-elect-renew-deadline must be shorter than --leader-elect-lease-duration")

@@ -48,7 +48,8 @@ func TestOptionsDefaultsEnvAndFlags(t *testing.T) {
 				LeaderElect: true, LeaderElectionNamespace: "default", LeaseDuration: 15 * time.Second,
 				RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second, MetricsBindAddress: ":8080",
 				HealthProbeBindAddress: ":8081", KubeAPIQPS: 100, KubeAPIBurst: 200, Namespace: "default",
-				Concurrency: 8, CreateWorkers: 32,
+				Concurrency: 8, CreateWorkers: 32, MaxCreatesPerTick: 500, TriggerTimeout: 10 * time.Second,
+				LeaderElectionID: "dispatcher.kubedispatch.io", GracefulShutdown: 10 * time.Second,
 			}
 			tc.want(&want)
 			if diff := cmp.Diff(want, got); diff != "" {
@@ -62,12 +63,13 @@ func TestOptionsDefaultsEnvAndFlags(t *testing.T) {
 }
 
 func TestOptionsValidateNamesTheFlag(t *testing.T) {
-	o := Options{KubeAPIQPS: 0, KubeAPIBurst: 1, Concurrency: 1, CreateWorkers: 1, LeaderElect: true, LeaseDuration: time.Second, RenewDeadline: 2 * time.Second}
+	o := Options{KubeAPIQPS: 0, KubeAPIBurst: 1, Concurrency: 1, CreateWorkers: 1, LeaderElect: true, LeaseDuration: time.Second, RenewDeadline: 2 * time.Second,
+		MaxCreatesPerTick: -1, TriggerTimeout: 0, GracefulShutdown: time.Second, LeaderElectionID: "x"}
 	err := o.Validate()
 	if err == nil {
 		t.Fatal("Validate accepted --kube-api-qps=0 and a renew deadline above the lease duration")
 	}
-	for _, want := range []string{"--kube-api-qps", "--leader-elect-renew-deadline"} {
+	for _, want := range []string{"--kube-api-qps", "--leader-elect-renew-deadline", "--max-creates-per-tick", "--trigger-timeout"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not name %s", err, want)
 		}
