@@ -97,13 +97,18 @@ type ScaledJobSpec struct {
 	FailedJobsHistoryLimit *int32 `json:"failedJobsHistoryLimit,omitempty"`
 
 	// minReplicaCount is the number of unfinished Jobs kept at all times, even with no pending work. It must not
-	// exceed maxReplicaCount. Defaults to 0.
+	// exceed maxReplicaCount, nor 1000000 (MaxMinReplicaCount): a baseline of always-running Jobs beyond that is
+	// a mistake (Kubernetes is tested up to 150000 pods per cluster), such as 2147483647 meant as "unbounded".
+	// Defaults to 0.
 	// +optional
 	// +kubebuilder:default=0
 	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=1000000
 	MinReplicaCount *int32 `json:"minReplicaCount,omitempty"`
 
-	// maxReplicaCount is the most unfinished Jobs this ScaledJob may have at once. Defaults to 100.
+	// maxReplicaCount is the most unfinished Jobs this ScaledJob may have at once. Defaults to 100. Any int32 is
+	// accepted (KEDA manifests often use a huge value to mean "no cap"): Jobs are created at most
+	// --max-creates-per-tick per tick, so a huge cap costs no memory.
 	// +optional
 	// +kubebuilder:default=100
 	// +kubebuilder:validation:Minimum=1

@@ -21,6 +21,10 @@ const (
 // replica bounds, history limits, enum values, the custom strategy's parameters and trigger references. Trigger
 // metadata is validated by each trigger type. Defaults are applied first, so unset fields are valid. Every error
 // carries the field's path below "spec" and says what was expected.
+// MaxMinReplicaCount is the largest minReplicaCount (and cron desiredReplicas) accepted: far above the 150000 pods
+// Kubernetes is tested with per cluster, so it refuses only plain mistakes.
+const MaxMinReplicaCount = 1000000
+
 func (s *ScaledJob) Validate() field.ErrorList {
 	return validateSpec(&s.Spec, field.NewPath("spec"))
 }
@@ -41,6 +45,9 @@ func validateSpec(s *ScaledJobSpec, p *field.Path) field.ErrorList {
 	minR, maxR := s.MinReplicas(), s.MaxReplicas()
 	if minR < 0 {
 		errs = append(errs, field.Invalid(p.Child("minReplicaCount"), minR, "must be 0 or more"))
+	}
+	if minR > MaxMinReplicaCount {
+		errs = append(errs, field.Invalid(p.Child("minReplicaCount"), minR, fmt.Sprintf("must be at most %d", MaxMinReplicaCount)))
 	}
 	if maxR < 1 {
 		errs = append(errs, field.Invalid(p.Child("maxReplicaCount"), maxR, "must be at least 1"))

@@ -33,6 +33,10 @@ type Metadata struct {
 	Schedule Schedule
 }
 
+// MaxDesiredReplicas is the largest desiredReplicas accepted: far above the 150000 pods Kubernetes is tested with
+// per cluster, so it refuses only plain mistakes.
+const MaxDesiredReplicas = 1000000
+
 // Parse validates a cron trigger configuration. All four keys are required; desiredReplicas must be at least 1.
 // Every error is a *sources.ConfigError.
 func Parse(cfg sources.Config) (Metadata, error) {
@@ -54,9 +58,9 @@ func Parse(cfg sources.Config) (Metadata, error) {
 	if m.DesiredReplicas, err = p.RequiredInt64(keyDesiredReplicas); err != nil {
 		return Metadata{}, err
 	}
-	if m.DesiredReplicas < 1 {
+	if m.DesiredReplicas < 1 || m.DesiredReplicas > MaxDesiredReplicas {
 		return Metadata{}, sources.ConfigErrorf(sources.MetadataField(keyDesiredReplicas),
-			"must be at least 1, got %d", m.DesiredReplicas)
+			"must be from 1 to %d, got %d", MaxDesiredReplicas, m.DesiredReplicas)
 	}
 	return m, nil
 }

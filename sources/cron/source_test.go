@@ -122,12 +122,17 @@ func TestParse(t *testing.T) {
 		"zero desiredReplicas": {
 			cfg:       trigger(sourcetest.WithMetadata("desiredReplicas", "0")),
 			wantField: "metadata.desiredReplicas",
-			wantMsg:   "metadata.desiredReplicas: must be at least 1, got 0",
+			wantMsg:   "metadata.desiredReplicas: must be from 1 to 1000000, got 0",
 		},
 		"negative desiredReplicas": {
 			cfg:       trigger(sourcetest.WithMetadata("desiredReplicas", "-2")),
 			wantField: "metadata.desiredReplicas",
-			wantMsg:   "metadata.desiredReplicas: must be at least 1, got -2",
+			wantMsg:   "metadata.desiredReplicas: must be from 1 to 1000000, got -2",
+		},
+		"desiredReplicas above the maximum": {
+			cfg:       trigger(sourcetest.WithMetadata("desiredReplicas", "2147483647")),
+			wantField: "metadata.desiredReplicas",
+			wantMsg:   "metadata.desiredReplicas: must be from 1 to 1000000, got 2147483647",
 		},
 		"non-integer desiredReplicas": {
 			cfg:       trigger(sourcetest.WithMetadata("desiredReplicas", "three")),
