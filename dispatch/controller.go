@@ -20,6 +20,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -51,7 +53,7 @@ type Reconciler struct {
 	// Registry builds trigger sources by type.
 	Registry *sources.Registry
 	// Clock is the only source of time.
-	Clock clock.PassiveClock
+	Clock clock.Clock
 	// Recorder emits events on ScaledJobs.
 	Recorder events.EventRecorder
 	// Metrics are updated on every tick.
@@ -65,6 +67,10 @@ type Reconciler struct {
 	// MaxCreatesPerTick bounds the Jobs one tick creates; a ScaledJob that wants more is requeued at once, so no
 	// ScaledJob holds a worker for long and no tick allocates in proportion to a huge maxReplicaCount. Default 500.
 	MaxCreatesPerTick int64
+	// TriggerConcurrency bounds trigger reads in flight across all ScaledJobs; default 64.
+	TriggerConcurrency int
+	// SecretRefresh is the longest resolved trigger credentials are reused before being read again; default 5m.
+	SecretRefresh time.Duration
 	// NameSuffix makes Job name suffixes; jobtemplate.RandomSuffix when nil.
 	NameSuffix func() string
 
@@ -72,12 +78,14 @@ type Reconciler struct {
 	due          sync.Map // ScaledJob key -> time.Time its next poll is due
 	expectations *expectations
 	sourceCache  *sourceCache
+	pollers      *Pollers
 }
 
 func (r *Reconciler) init() {
 	r.once.Do(func() {
 		r.expectations = newExpectations(2 * time.Minute)
 		r.sourceCache = newSourceCache()
+		r.pollers = newPollers(r, r.TriggerConcurrency, r.SecretRefresh)
 		if r.CreateWorkers <= 0 {
 			r.CreateWorkers = 32
 		}
@@ -105,15 +113,24 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) error {
 		UpdateFunc: func(e event.UpdateEvent) bool {
 			o, ok1 := e.ObjectOld.(*batchv1.Job)
 			n, ok2 := e.ObjectNew.(*batchv1.Job)
-			return ok1 && ok2 && !IsFinished(o) && IsFinished(n)
+			done := ok1 && ok2 && !IsFinished(o) && IsFinished(n)
+			if done {
+				// The refill is decided on a reading taken after this Job finished (its message is gone by then).
+				r.pollers.Refresh(n.Namespace+"/"+n.Labels[v1alpha1.LabelScaledJob], r.Clock.Now())
+			}
+			return done
 		},
 		DeleteFunc:  func(event.DeleteEvent) bool { return true },
 		GenericFunc: func(event.GenericEvent) bool { return false },
+	}
+	if err := mgr.Add(r.pollers); err != nil {
+		return fmt.Errorf("adding the trigger pollers: %w", err)
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("scaledjob").
 		For(&v1alpha1.ScaledJob{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Owns(&batchv1.Job{}, builder.WithPredicates(jobDone)).
+		WatchesRawSource(source.Channel(r.pollers.wake, &handler.EnqueueRequestForObject{})).
 		// Transient read failures retry with back-off from 100ms, capped at 30s (the default pollingInterval), so a
 		// long outage is noticed within 30s of its end instead of controller-runtime's default cap of 1000s.
 		WithOptions(controller.Options{MaxConcurrentReconciles: concurrency,
@@ -132,6 +149,7 @@ type observation struct {
 	readings  []TriggerReading
 	statuses  []v1alpha1.TriggerStatus
 	err       error    // first failed read (jobs or triggers); nil when the observation is complete
+	waiting   bool     // no reading of this generation yet, or a Job finished after the last reading: decide later
 	jobsErr   error    // the Job or pod list failed: nothing can be decided
 	failing   []string // triggers whose reading failed this tick (their names)
 	invalid   error    // permanent configuration error of a trigger or its authentication
@@ -182,8 +200,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	r.Metrics.Paused.WithLabelValues(sj.Namespace, sj.Name).Set(boolFloat(paused))
 	r.notePause(ctx, &sj, status, paused)
 
-	// 1. Observe: the Jobs (cache plus our own creations not yet in it) and every trigger's backlog.
+	// 1. Observe: the Jobs (cache plus our own creations not yet in it) and every trigger's latest reading from
+	// its poller (no queue I/O here).
+	r.pollers.Ensure(&sj)
 	obs := r.observe(ctx, &sj)
+	if obs.waiting && obs.jobsErr == nil {
+		// The poller wakes this ScaledJob as soon as its reading is in; the requeue is only a safety net.
+		log.V(1).Info("Waiting for a fresh trigger reading")
+		return ctrl.Result{RequeueAfter: poll}, nil
+	}
 	if obs.jobs != nil { // on a failed Job list, keep the last counts rather than showing zeros
 		status.Active, status.Pending = int32(obs.running), int32(obs.pending)
 		status.Succeeded, status.Failed = obs.succeeded, obs.failed
@@ -357,16 +382,26 @@ func (r *Reconciler) observe(ctx context.Context, sj *v1alpha1.ScaledJob) observ
 	obs.running += obs.unseen
 	obs.pending += obs.unseen
 
-	// Then every trigger, in parallel. Resolution reads TriggerAuthentications and Secrets each tick, so a rotated
-	// Secret is used at the next tick and a fixed reference recovers on its own.
-	cfgs, err := r.resolveConfigs(ctx, sj)
+	// Then the triggers' latest reading. A reading older than 2 x pollingInterval counts as failed for every
+	// trigger; one taken before a Job finished is not decided on (the poller reads again within a second).
+	res, ok := r.pollers.result(keyOf(sj))
+	if !ok || res.generation != sj.Generation || r.pollers.refreshPending(keyOf(sj), res.readAt) {
+		obs.waiting = true
+		return obs
+	}
+	err := res.setupErr
 	if err == nil {
-		var srcs []sources.Source
-		srcs, err = r.sourceCache.get(ctx, r.Registry, keyOf(sj), string(sj.UID), cfgs)
-		if err == nil {
-			r.readTriggers(ctx, sj, srcs, &obs)
-			return obs
+		poll := time.Duration(sj.Spec.PollingIntervalSeconds()) * time.Second
+		if age := r.Clock.Since(res.readAt); age > 2*poll {
+			stale := fmt.Errorf("the last reading is %s old (more than 2 x pollingInterval)", age.Round(time.Second))
+			for i := range res.triggers {
+				if res.triggers[i].err == nil {
+					res.triggers[i] = triggerResult{err: stale}
+				}
+			}
 		}
+		r.readTriggers(sj, res.triggers, &obs)
+		return obs
 	}
 	if sources.IsConfigError(err) {
 		obs.invalid = err
@@ -380,29 +415,10 @@ func (r *Reconciler) observe(ctx context.Context, sj *v1alpha1.ScaledJob) observ
 	return obs
 }
 
-// readTriggers reads every source; the first error (in spec order) becomes obs.err or obs.invalid.
-func (r *Reconciler) readTriggers(ctx context.Context, sj *v1alpha1.ScaledJob, srcs []sources.Source, obs *observation) {
-	now := r.Clock.Now()
-	type result struct {
-		b   sources.Backlog
-		err error
-	}
-	results := make([]result, len(srcs))
-	var wg sync.WaitGroup
-	for i, s := range srcs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			tctx, cancel := context.WithTimeout(ctx, r.TriggerTimeout)
-			defer cancel()
-			t0 := time.Now() //nolint:forbidigo // latency metric only, not a decision input
-			b, err := s.Backlog(tctx, now)
-			r.Metrics.TriggerLatency.WithLabelValues(sj.Spec.Triggers[i].Type).Observe(time.Since(t0).Seconds())
-			results[i] = result{b: b, err: err}
-		}()
-	}
-	wg.Wait()
-	obs.statuses = make([]v1alpha1.TriggerStatus, len(srcs))
+// readTriggers turns the poller's per-trigger results into the observation; the first error (in spec order)
+// becomes obs.err or obs.invalid.
+func (r *Reconciler) readTriggers(sj *v1alpha1.ScaledJob, results []triggerResult, obs *observation) {
+	obs.statuses = make([]v1alpha1.TriggerStatus, len(results))
 	for i, res := range results {
 		t := sj.Spec.Triggers[i]
 		label := triggerLabel(t, i)
@@ -492,6 +508,7 @@ func (r *Reconciler) forget(namespace, name string) {
 	key := namespace + "/" + name
 	r.Metrics.forget(namespace, name)
 	r.due.Delete(key)
+	r.pollers.Stop(key)
 	r.sourceCache.forget(key)
 	r.expectations.forget(key)
 }

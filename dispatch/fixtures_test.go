@@ -331,9 +331,17 @@ func (e *loopEnv) newReconciler() *Reconciler {
 }
 
 // reconcile runs one tick for the ScaledJob name.
+// Like the dispatcher's poller, it first reads the triggers (synchronously here) into the readings store.
 func (e *loopEnv) reconcile(name string) (ctrl.Result, error) {
 	e.t.Helper()
-	return e.r.Reconcile(context.Background(), ctrl.Request{NamespacedName: types.NamespacedName{Namespace: testNamespace, Name: name}})
+	ctx := context.Background()
+	nn := types.NamespacedName{Namespace: testNamespace, Name: name}
+	e.r.init()
+	var sj v1alpha1.ScaledJob
+	if err := e.r.Client.Get(ctx, nn, &sj); err == nil {
+		e.r.pollers.PollNow(ctx, &sj)
+	}
+	return e.r.Reconcile(ctx, ctrl.Request{NamespacedName: nn})
 }
 
 // mustReconcile runs one tick and fails the test on an error.

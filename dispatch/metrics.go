@@ -20,6 +20,7 @@ type Metrics struct {
 	DecisionJobs     *prometheus.GaugeVec
 	ScaledJobInvalid *prometheus.GaugeVec
 	StatusWrites     prometheus.Counter
+	QueueReads       *prometheus.CounterVec
 	TickLag          prometheus.Histogram
 }
 
@@ -55,6 +56,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Jobs the last decision asked for (before creation errors), per ScaledJob."}, sj),
 		ScaledJobInvalid: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kubedispatch_scaledjob_invalid",
 			Help: "1 when the ScaledJob's spec or trigger configuration is invalid (Ready=False), else 0."}, sj),
+		QueueReads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kubedispatch_trigger_reads_total",
+			Help: "Trigger readings sent to queues and metric APIs, by trigger type."}, []string{"type"}),
 		StatusWrites: prometheus.NewCounter(prometheus.CounterOpts{Name: "kubedispatch_status_writes_total",
 			Help: "ScaledJob status updates sent to the API server (only on a material change)."}),
 		TickLag: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "kubedispatch_tick_lag_seconds",
@@ -64,7 +67,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	if reg != nil {
 		reg.MustRegister(m.JobsCreated, m.JobCreateErrors, m.JobsDeleted, m.TriggerBacklog, m.TriggerActive,
 			m.TriggerErrors, m.TriggerLatency, m.Jobs, m.Paused, m.TickDuration, m.DecisionJobs, m.ScaledJobInvalid,
-			m.StatusWrites, m.TickLag)
+			m.StatusWrites, m.TickLag, m.QueueReads)
 	}
 	return m
 }

@@ -210,14 +210,27 @@ type sourceCache struct {
 }
 
 type sourceEntry struct {
-	hash    string
-	sources []sources.Source
+	hash       string
+	uid        string
+	generation int64
+	sources    []sources.Source
 }
 
 func newSourceCache() *sourceCache { return &sourceCache{entries: map[string]sourceEntry{}} }
 
+// current returns the sources last built for this ScaledJob generation, without resolving anything.
+func (c *sourceCache) current(owner, uid string, generation int64) ([]sources.Source, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[owner]
+	if !ok || e.uid != uid || e.generation != generation {
+		return nil, false
+	}
+	return e.sources, true
+}
+
 // get returns sources for cfgs, building them with reg if the configuration changed.
-func (c *sourceCache) get(ctx context.Context, reg *sources.Registry, owner, uid string, cfgs []sources.Config) ([]sources.Source, error) {
+func (c *sourceCache) get(ctx context.Context, reg *sources.Registry, owner, uid string, generation int64, cfgs []sources.Config) ([]sources.Source, error) {
 	h, err := hashConfigs(uid, cfgs)
 	if err != nil {
 		return nil, err
@@ -225,6 +238,8 @@ func (c *sourceCache) get(ctx context.Context, reg *sources.Registry, owner, uid
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e, ok := c.entries[owner]; ok && e.hash == h {
+		e.generation = generation
+		c.entries[owner] = e
 		return e.sources, nil
 	}
 	built := make([]sources.Source, 0, len(cfgs))
@@ -245,7 +260,7 @@ func (c *sourceCache) get(ctx context.Context, reg *sources.Registry, owner, uid
 	if old, ok := c.entries[owner]; ok {
 		closeAll(old.sources)
 	}
-	c.entries[owner] = sourceEntry{hash: h, sources: built}
+	c.entries[owner] = sourceEntry{hash: h, uid: uid, generation: generation, sources: built}
 	return built, nil
 }
 
