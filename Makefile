@@ -34,6 +34,10 @@ bench: prereqs binaries ## Burst and drain-at-the-cap benchmarks on the local cl
 	$(GO) run ./bench/burst
 	$(GO) run ./bench/drain
 
+.PHONY: bench-scale
+bench-scale: prereqs binaries ## 1,000 mostly idle ScaledJobs (tick lag, API load, CPU, RSS) and memory with 12k Jobs; results under bench/results/
+	$(GO) run ./bench/scale
+
 .PHONY: prereqs
 prereqs:
 	@bash hack/prereqs.sh
