@@ -116,6 +116,8 @@ func run(ctx context.Context, opts Options) error {
 		CreateWorkers:        opts.CreateWorkers,
 		MaxCreatesPerTick:    int64(opts.MaxCreatesPerTick),
 		TriggerTimeout:       opts.TriggerTimeout,
+		TriggerConcurrency:   opts.TriggerConcurrency,
+		SecretRefresh:        opts.SecretRefresh,
 	}
 	if err := r.SetupWithManager(mgr, opts.Concurrency); err != nil {
 		return fmt.Errorf("setting up the ScaledJob controller: %w", err)

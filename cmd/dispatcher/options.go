@@ -29,6 +29,8 @@ type Options struct {
 	CreateWorkers           int           // --create-workers, KUBEDISPATCH_CREATE_WORKERS: parallel Job creations per tick
 	MaxCreatesPerTick       int           // --max-creates-per-tick, KUBEDISPATCH_MAX_CREATES_PER_TICK
 	TriggerTimeout          time.Duration // --trigger-timeout, KUBEDISPATCH_TRIGGER_TIMEOUT: bound of one trigger reading
+	TriggerConcurrency      int           // --trigger-concurrency, KUBEDISPATCH_TRIGGER_CONCURRENCY: trigger reads in flight
+	SecretRefresh           time.Duration // --secret-refresh-interval, KUBEDISPATCH_SECRET_REFRESH_INTERVAL
 	LeaderElectionID        string        // --leader-election-id, KUBEDISPATCH_LEADER_ELECTION_ID: the Lease name (one per shard)
 	GracefulShutdown        time.Duration // --graceful-shutdown-timeout, KUBEDISPATCH_GRACEFUL_SHUTDOWN_TIMEOUT
 }
@@ -51,6 +53,8 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.Concurrency, "concurrency", envInt("KUBEDISPATCH_CONCURRENCY", 8), "ScaledJobs reconciled in parallel (env KUBEDISPATCH_CONCURRENCY)")
 	fs.IntVar(&o.MaxCreatesPerTick, "max-creates-per-tick", envInt("KUBEDISPATCH_MAX_CREATES_PER_TICK", 500), "at most this many Jobs per ScaledJob tick; more follow in the next tick at once (env KUBEDISPATCH_MAX_CREATES_PER_TICK)")
 	fs.DurationVar(&o.TriggerTimeout, "trigger-timeout", envDuration("KUBEDISPATCH_TRIGGER_TIMEOUT", 10*time.Second), "bound of one trigger reading (env KUBEDISPATCH_TRIGGER_TIMEOUT)")
+	fs.IntVar(&o.TriggerConcurrency, "trigger-concurrency", envInt("KUBEDISPATCH_TRIGGER_CONCURRENCY", 64), "trigger reads in flight across all ScaledJobs (env KUBEDISPATCH_TRIGGER_CONCURRENCY)")
+	fs.DurationVar(&o.SecretRefresh, "secret-refresh-interval", envDuration("KUBEDISPATCH_SECRET_REFRESH_INTERVAL", 5*time.Minute), "longest trigger credentials (Secrets) are reused before being read again; sooner when the queue refuses them (env KUBEDISPATCH_SECRET_REFRESH_INTERVAL)")
 	fs.StringVar(&o.LeaderElectionID, "leader-election-id", env("KUBEDISPATCH_LEADER_ELECTION_ID", "dispatcher.kubedispatch.io"), "name of the leader-election Lease; give each --watch-label-selector shard its own (env KUBEDISPATCH_LEADER_ELECTION_ID)")
 	fs.DurationVar(&o.GracefulShutdown, "graceful-shutdown-timeout", envDuration("KUBEDISPATCH_GRACEFUL_SHUTDOWN_TIMEOUT", 10*time.Second), "how long running ticks may take to finish after SIGTERM (env KUBEDISPATCH_GRACEFUL_SHUTDOWN_TIMEOUT)")
 	fs.IntVar(&o.CreateWorkers, "create-workers", envInt("KUBEDISPATCH_CREATE_WORKERS", 32), "parallel Job creations within one tick (env KUBEDISPATCH_CREATE_WORKERS)")
@@ -73,6 +77,12 @@ func (o *Options) Validate() error {
 	}
 	if o.MaxCreatesPerTick < 1 {
 		errs = append(errs, "--max-creates-per-tick must be >= 1")
+	}
+	if o.TriggerConcurrency < 1 {
+		errs = append(errs, "--trigger-concurrency must be >= 1")
+	}
+	if o.SecretRefresh <= 0 {
+		errs = append(errs, "--secret-refresh-interval must be > 0")
 	}
 	if o.TriggerTimeout <= 0 {
 		errs = append(errs, "--trigger-timeout must be > 0")

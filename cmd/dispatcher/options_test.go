@@ -50,6 +50,7 @@ func TestOptionsDefaultsEnvAndFlags(t *testing.T) {
 				HealthProbeBindAddress: ":8081", KubeAPIQPS: 100, KubeAPIBurst: 200, Namespace: "default",
 				Concurrency: 8, CreateWorkers: 32, MaxCreatesPerTick: 500, TriggerTimeout: 10 * time.Second,
 				LeaderElectionID: "dispatcher.kubedispatch.io", GracefulShutdown: 10 * time.Second,
+				TriggerConcurrency: 64, SecretRefresh: 5 * time.Minute,
 			}
 			tc.want(&want)
 			if diff := cmp.Diff(want, got); diff != "" {
@@ -64,7 +65,7 @@ func TestOptionsDefaultsEnvAndFlags(t *testing.T) {
 
 func TestOptionsValidateNamesTheFlag(t *testing.T) {
 	o := Options{KubeAPIQPS: 0, KubeAPIBurst: 1, Concurrency: 1, CreateWorkers: 1, LeaderElect: true, LeaseDuration: time.Second, RenewDeadline: 2 * time.Second,
-		MaxCreatesPerTick: -1, TriggerTimeout: 0, GracefulShutdown: time.Second, LeaderElectionID: "x"}
+		MaxCreatesPerTick: -1, TriggerTimeout: 0, GracefulShutdown: time.Second, LeaderElectionID: "x", TriggerConcurrency: 1, SecretRefresh: time.Minute}
 	err := o.Validate()
 	if err == nil {
 		t.Fatal("Validate accepted --kube-api-qps=0 and a renew deadline above the lease duration")
