@@ -41,6 +41,8 @@ const (
 	ReasonRolloutDeleted  = "RolloutDeletedJobs"
 	ReasonHistoryError    = "HistoryPruneFailed"
 	ReasonJobListError    = "JobListError"
+	// ReasonFailingJobsBackoff says creation is limited because the ScaledJob's Jobs keep failing.
+	ReasonFailingJobsBackoff = "FailingJobsBackoff"
 )
 
 // Reconciler runs one observe -> decide -> act tick per ScaledJob: every pollingInterval, and also as soon as one
@@ -148,12 +150,13 @@ type observation struct {
 	failed    int32
 	readings  []TriggerReading
 	statuses  []v1alpha1.TriggerStatus
-	err       error    // first failed read (jobs or triggers); nil when the observation is complete
-	waiting   bool     // no reading of this generation yet, or a Job finished after the last reading: decide later
-	jobsErr   error    // the Job or pod list failed: nothing can be decided
-	failing   []string // triggers whose reading failed this tick (their names)
-	invalid   error    // permanent configuration error of a trigger or its authentication
-	listed    int      // Jobs carrying the ScaledJob's label, owned or not
+	err       error        // first failed read (jobs or triggers); nil when the observation is complete
+	outcomes  []JobOutcome // finished Jobs, for the failing-Jobs back-off
+	waiting   bool         // no reading of this generation yet, or a Job finished after the last reading: decide later
+	jobsErr   error        // the Job or pod list failed: nothing can be decided
+	failing   []string     // triggers whose reading failed this tick (their names)
+	invalid   error        // permanent configuration error of a trigger or its authentication
+	listed    int          // Jobs carrying the ScaledJob's label, owned or not
 }
 
 // Reconcile runs one tick for a ScaledJob.
@@ -223,6 +226,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	var decision Decision
 	var actErr error
 	moreWanted := false
+	var retryAt time.Time // the failing-Jobs back-off's next probe
 	switch {
 	case obs.invalid != nil:
 		r.Metrics.ScaledJobInvalid.WithLabelValues(sj.Namespace, sj.Name).Set(1)
@@ -247,6 +251,16 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	default:
 		r.Metrics.ScaledJobInvalid.WithLabelValues(sj.Namespace, sj.Name).Set(0)
 		decision = Decide(r.inputs(&sj, obs))
+		bo := FailingJobsBackoff(BackoffInputs{Outcomes: obs.outcomes, Now: r.Clock.Now(),
+			UnfinishedSinceLastFailure: func(t time.Time) int64 { return unfinishedSince(obs, t) }})
+		r.Metrics.FailingBackoff.WithLabelValues(sj.Namespace, sj.Name).Set(boolFloat(bo.Active))
+		if bo.Active && decision.Create > bo.Allowed {
+			decision.Create = bo.Allowed
+			decision.Reason += "; " + ReasonFailingJobsBackoff + ": " + bo.Explain()
+			if !bo.RetryAt.IsZero() {
+				retryAt = bo.RetryAt
+			}
+		}
 		wanted := decision.Create
 		if decision.Create > r.MaxCreatesPerTick {
 			decision.Create = r.MaxCreatesPerTick
@@ -275,6 +289,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		switch {
 		case err != nil:
 			r.setCondition(&sj, status, v1alpha1.ConditionReady, metav1.ConditionFalse, ReasonJobCreateFailed, truncate(err.Error(), 1000))
+		case bo.Active:
+			msg := "creation backs off because Jobs keep failing: " + bo.Explain()
+			if !conditionHasReason(sj.Status.Conditions, v1alpha1.ConditionReady, ReasonFailingJobsBackoff) {
+				r.Recorder.Eventf(&sj, nil, corev1.EventTypeWarning, ReasonFailingJobsBackoff, "CreateJobs", "%s", msg)
+				log.Info("Jobs keep failing: creation backs off", "consecutiveFailures", bo.Consecutive)
+			}
+			r.setCondition(&sj, status, v1alpha1.ConditionReady, metav1.ConditionFalse, ReasonFailingJobsBackoff, msg)
 		case obs.err != nil:
 			msg := obs.err.Error() + "; " + partialRule(sj.Spec.ScalersCalculation())
 			if !conditionIs(sj.Status.Conditions, v1alpha1.ConditionReady, metav1.ConditionFalse, ReasonTriggerError, msg) {
@@ -332,6 +353,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		log.V(1).Info("Tick finished with errors", "err", actErr)
 	}
 	r.due.Store(keyOf(&sj), r.Clock.Now().Add(poll))
+	if !retryAt.IsZero() {
+		if wait := retryAt.Sub(r.Clock.Now()); wait < poll {
+			return ctrl.Result{RequeueAfter: max(wait, 100*time.Millisecond)}, nil
+		}
+	}
 	return ctrl.Result{RequeueAfter: poll}, nil
 }
 
@@ -372,8 +398,10 @@ func (r *Reconciler) observe(ctx context.Context, sj *v1alpha1.ScaledJob) observ
 			switch c.Type {
 			case batchv1.JobComplete:
 				obs.succeeded++
+				obs.outcomes = append(obs.outcomes, JobOutcome{At: c.LastTransitionTime.Time})
 			case batchv1.JobFailed:
 				obs.failed++
+				obs.outcomes = append(obs.outcomes, JobOutcome{At: c.LastTransitionTime.Time, Failed: true, Reason: c.Reason + ": " + c.Message})
 			}
 		}
 	}
@@ -562,4 +590,16 @@ func partialRule(calc string) string {
 		return "the other triggers still count (sum); the minReplicaCount baseline is kept"
 	}
 	return "nothing beyond the minReplicaCount baseline is created until it answers"
+}
+
+// unfinishedSince counts the unfinished Jobs created at or after t, plus the creations the cache does not show yet
+// (conservatively: they may be probes).
+func unfinishedSince(obs observation, t time.Time) int64 {
+	n := obs.unseen
+	for i := range obs.jobs {
+		if !IsFinished(&obs.jobs[i]) && !obs.jobs[i].CreationTimestamp.Time.Before(t.Truncate(time.Second)) {
+			n++
+		}
+	}
+	return n
 }

@@ -21,6 +21,7 @@ type Metrics struct {
 	ScaledJobInvalid *prometheus.GaugeVec
 	StatusWrites     prometheus.Counter
 	QueueReads       *prometheus.CounterVec
+	FailingBackoff   *prometheus.GaugeVec
 	TickLag          prometheus.Histogram
 }
 
@@ -56,6 +57,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Jobs the last decision asked for (before creation errors), per ScaledJob."}, sj),
 		ScaledJobInvalid: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kubedispatch_scaledjob_invalid",
 			Help: "1 when the ScaledJob's spec or trigger configuration is invalid (Ready=False), else 0."}, sj),
+		FailingBackoff: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kubedispatch_failing_jobs_backoff",
+			Help: "1 while Job creation backs off because the ScaledJob's Jobs keep failing, else 0."}, sj),
 		QueueReads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kubedispatch_trigger_reads_total",
 			Help: "Trigger readings sent to queues and metric APIs, by trigger type."}, []string{"type"}),
 		StatusWrites: prometheus.NewCounter(prometheus.CounterOpts{Name: "kubedispatch_status_writes_total",
@@ -67,7 +70,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	if reg != nil {
 		reg.MustRegister(m.JobsCreated, m.JobCreateErrors, m.JobsDeleted, m.TriggerBacklog, m.TriggerActive,
 			m.TriggerErrors, m.TriggerLatency, m.Jobs, m.Paused, m.TickDuration, m.DecisionJobs, m.ScaledJobInvalid,
-			m.StatusWrites, m.TickLag, m.QueueReads)
+			m.StatusWrites, m.TickLag, m.QueueReads, m.FailingBackoff)
 	}
 	return m
 }
@@ -78,7 +81,7 @@ func (m *Metrics) forget(namespace, name string) {
 	for _, v := range []interface {
 		DeletePartialMatch(prometheus.Labels) int
 	}{m.JobsCreated, m.JobCreateErrors, m.JobsDeleted, m.TriggerBacklog, m.TriggerActive, m.TriggerErrors, m.Jobs,
-		m.Paused, m.DecisionJobs, m.ScaledJobInvalid} {
+		m.Paused, m.DecisionJobs, m.ScaledJobInvalid, m.FailingBackoff} {
 		v.DeletePartialMatch(l)
 	}
 }

@@ -99,3 +99,9 @@ func MaterialChange(old, cur *v1alpha1.ScaledJobStatus) bool {
 	}
 	return !equality.Semantic.DeepEqual(a, b)
 }
+
+// conditionHasReason reports whether conds holds condition typ with reason.
+func conditionHasReason(conds []metav1.Condition, typ, reason string) bool {
+	c := apimeta.FindStatusCondition(conds, typ)
+	return c != nil && c.Reason == reason
+}
