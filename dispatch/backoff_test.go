@@ -16,7 +16,9 @@ import (
 
 func TestFailingJobsBackoff(t *testing.T) {
 	at := func(s int) time.Time { return testNow.Add(time.Duration(s) * time.Second) }
-	fail := func(s int) JobOutcome { return JobOutcome{At: at(s), Failed: true, Reason: "BackoffLimitExceeded: boom"} }
+	fail := func(s int) JobOutcome {
+		return JobOutcome{At: at(s), Failed: true, Reason: "BackoffLimitExceeded: boom"}
+	}
 	ok := func(s int) JobOutcome { return JobOutcome{At: at(s)} }
 	none := func(time.Time) int64 { return 0 }
 	one := func(time.Time) int64 { return 1 }
