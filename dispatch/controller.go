@@ -205,11 +205,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 
 	// 1. Observe: the Jobs (cache plus our own creations not yet in it) and every trigger's latest reading from
 	// its poller (no queue I/O here).
-	r.pollers.Ensure(&sj)
+	polling := r.pollers.Ensure(&sj)
 	obs := r.observe(ctx, &sj)
 	if obs.waiting && obs.jobsErr == nil {
-		// The poller wakes this ScaledJob as soon as its reading is in; the requeue is only a safety net.
+		// The poller wakes this ScaledJob as soon as its reading is in; the requeue is only a safety net (short
+		// while the pollers have not started yet, right after this replica became the leader).
 		log.V(1).Info("Waiting for a fresh trigger reading")
+		if !polling {
+			return ctrl.Result{RequeueAfter: time.Second}, nil
+		}
 		return ctrl.Result{RequeueAfter: poll}, nil
 	}
 	if obs.jobs != nil { // on a failed Job list, keep the last counts rather than showing zeros
