@@ -20,8 +20,9 @@ type JobOutcome struct {
 type BackoffInputs struct {
 	// Outcomes are the finished Jobs still in the cache, in any order.
 	Outcomes []JobOutcome
-	// UnfinishedSinceLastFailure counts unfinished Jobs created after the newest failure (probes in flight).
-	UnfinishedSinceLastFailure func(lastFailure time.Time) int64
+	// Unfinished counts the ScaledJob's unfinished Jobs: while one runs (a probe, or a Job from before the
+	// failures) no probe is started; its outcome decides.
+	Unfinished int64
 	// Now is the tick's time.
 	Now time.Time
 }
@@ -75,7 +76,7 @@ func FailingJobsBackoff(in BackoffInputs) Backoff {
 		b.RetryAt = at
 		return b
 	}
-	if in.UnfinishedSinceLastFailure == nil || in.UnfinishedSinceLastFailure(lastFailure) == 0 {
+	if in.Unfinished == 0 {
 		b.Allowed = 1
 	}
 	return b

@@ -20,44 +20,42 @@ func TestFailingJobsBackoff(t *testing.T) {
 		return JobOutcome{At: at(s), Failed: true, Reason: "BackoffLimitExceeded: boom"}
 	}
 	ok := func(s int) JobOutcome { return JobOutcome{At: at(s)} }
-	none := func(time.Time) int64 { return 0 }
-	one := func(time.Time) int64 { return 1 }
 	cases := map[string]struct {
 		in   BackoffInputs
 		want Backoff
 	}{
 		"no Jobs": {in: BackoffInputs{Now: at(0)}, want: Backoff{}},
 		"two failures: below the threshold": {
-			in:   BackoffInputs{Outcomes: []JobOutcome{fail(1), fail(2)}, Now: at(3), UnfinishedSinceLastFailure: none},
+			in:   BackoffInputs{Outcomes: []JobOutcome{fail(1), fail(2)}, Now: at(3), Unfinished: 0},
 			want: Backoff{Consecutive: 2, LastReason: "BackoffLimitExceeded: boom"},
 		},
 		"three failures: wait the base delay": {
-			in:   BackoffInputs{Outcomes: []JobOutcome{fail(3), fail(1), fail(2)}, Now: at(4), UnfinishedSinceLastFailure: none},
+			in:   BackoffInputs{Outcomes: []JobOutcome{fail(3), fail(1), fail(2)}, Now: at(4), Unfinished: 0},
 			want: Backoff{Active: true, RetryAt: at(13), Consecutive: 3, LastReason: "BackoffLimitExceeded: boom"},
 		},
 		"three failures, delay over: one probe": {
-			in:   BackoffInputs{Outcomes: []JobOutcome{fail(1), fail(2), fail(3)}, Now: at(13), UnfinishedSinceLastFailure: none},
+			in:   BackoffInputs{Outcomes: []JobOutcome{fail(1), fail(2), fail(3)}, Now: at(13), Unfinished: 0},
 			want: Backoff{Active: true, Allowed: 1, Consecutive: 3, LastReason: "BackoffLimitExceeded: boom"},
 		},
-		"probe in flight: no second one": {
-			in:   BackoffInputs{Outcomes: []JobOutcome{fail(1), fail(2), fail(3)}, Now: at(30), UnfinishedSinceLastFailure: one},
+		"a Job still running: no probe": {
+			in:   BackoffInputs{Outcomes: []JobOutcome{fail(1), fail(2), fail(3)}, Now: at(30), Unfinished: 1},
 			want: Backoff{Active: true, Consecutive: 3, LastReason: "BackoffLimitExceeded: boom"},
 		},
 		"five failures: 40 s": {
-			in:   BackoffInputs{Outcomes: []JobOutcome{fail(1), fail(2), fail(3), fail(4), fail(5)}, Now: at(6), UnfinishedSinceLastFailure: none},
+			in:   BackoffInputs{Outcomes: []JobOutcome{fail(1), fail(2), fail(3), fail(4), fail(5)}, Now: at(6), Unfinished: 0},
 			want: Backoff{Active: true, RetryAt: at(45), Consecutive: 5, LastReason: "BackoffLimitExceeded: boom"},
 		},
 		"capped at 5 minutes": {
 			in: BackoffInputs{Outcomes: []JobOutcome{fail(1), fail(2), fail(3), fail(4), fail(5), fail(6), fail(7), fail(8), fail(9), fail(10)},
-				Now: at(11), UnfinishedSinceLastFailure: none},
+				Now: at(11), Unfinished: 0},
 			want: Backoff{Active: true, RetryAt: at(310), Consecutive: 10, LastReason: "BackoffLimitExceeded: boom"},
 		},
 		"a success after the failures ends it": {
-			in:   BackoffInputs{Outcomes: []JobOutcome{fail(1), fail(2), fail(3), ok(4)}, Now: at(5), UnfinishedSinceLastFailure: none},
+			in:   BackoffInputs{Outcomes: []JobOutcome{fail(1), fail(2), fail(3), ok(4)}, Now: at(5), Unfinished: 0},
 			want: Backoff{},
 		},
 		"failures after a success count from it": {
-			in:   BackoffInputs{Outcomes: []JobOutcome{fail(1), fail(2), ok(3), fail(4), fail(5)}, Now: at(6), UnfinishedSinceLastFailure: none},
+			in:   BackoffInputs{Outcomes: []JobOutcome{fail(1), fail(2), ok(3), fail(4), fail(5)}, Now: at(6), Unfinished: 0},
 			want: Backoff{Consecutive: 2, LastReason: "BackoffLimitExceeded: boom"},
 		},
 	}

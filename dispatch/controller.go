@@ -256,7 +256,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		r.Metrics.ScaledJobInvalid.WithLabelValues(sj.Namespace, sj.Name).Set(0)
 		decision = Decide(r.inputs(&sj, obs))
 		bo := FailingJobsBackoff(BackoffInputs{Outcomes: obs.outcomes, Now: r.Clock.Now(),
-			UnfinishedSinceLastFailure: func(t time.Time) int64 { return unfinishedSince(obs, t) }})
+			Unfinished: obs.running})
 		r.Metrics.FailingBackoff.WithLabelValues(sj.Namespace, sj.Name).Set(boolFloat(bo.Active))
 		if bo.Active && decision.Create > bo.Allowed {
 			decision.Create = bo.Allowed
@@ -594,16 +594,4 @@ func partialRule(calc string) string {
 		return "the other triggers still count (sum); the minReplicaCount baseline is kept"
 	}
 	return "nothing beyond the minReplicaCount baseline is created until it answers"
-}
-
-// unfinishedSince counts the unfinished Jobs created at or after t, plus the creations the cache does not show yet
-// (conservatively: they may be probes).
-func unfinishedSince(obs observation, t time.Time) int64 {
-	n := obs.unseen
-	for i := range obs.jobs {
-		if !IsFinished(&obs.jobs[i]) && !obs.jobs[i].CreationTimestamp.Time.Before(t.Truncate(time.Second)) {
-			n++
-		}
-	}
-	return n
 }
