@@ -86,7 +86,7 @@ launch:
 		r.Recorder.Eventf(sj, nil, corev1.EventTypeWarning, ReasonJobCreateFailed, "CreateJobs",
 			"%d of %d Job creations were refused, the rest of this tick was not attempted; first error: %s",
 			failed, n, truncate(firstErr.Error(), 800))
-		return int64(len(created)), fmt.Errorf("creating Jobs: %d refused, %d of %d created: %w", failed, len(created), n, firstErr)
+		return int64(len(created)), fmt.Errorf("creating %d of %d Jobs failed (the rest of this tick was not attempted): %w", failed, n, firstErr)
 	}
 	return int64(len(created)), nil
 }

@@ -22,6 +22,7 @@ type Metrics struct {
 	StatusWrites     prometheus.Counter
 	QueueReads       *prometheus.CounterVec
 	FailingBackoff   *prometheus.GaugeVec
+	Ticks            *prometheus.CounterVec
 	TickLag          prometheus.Histogram
 }
 
@@ -57,6 +58,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Jobs the last decision asked for (before creation errors), per ScaledJob."}, sj),
 		ScaledJobInvalid: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kubedispatch_scaledjob_invalid",
 			Help: "1 when the ScaledJob's spec or trigger configuration is invalid (Ready=False), else 0."}, sj),
+		Ticks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kubedispatch_ticks_total",
+			Help: "Ticks that observed fresh readings and decided, per ScaledJob (status is written only on change, so this is the witness of a tick)."}, sj),
 		FailingBackoff: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kubedispatch_failing_jobs_backoff",
 			Help: "1 while Job creation backs off because the ScaledJob's Jobs keep failing, else 0."}, sj),
 		QueueReads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kubedispatch_trigger_reads_total",
@@ -70,7 +73,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	if reg != nil {
 		reg.MustRegister(m.JobsCreated, m.JobCreateErrors, m.JobsDeleted, m.TriggerBacklog, m.TriggerActive,
 			m.TriggerErrors, m.TriggerLatency, m.Jobs, m.Paused, m.TickDuration, m.DecisionJobs, m.ScaledJobInvalid,
-			m.StatusWrites, m.TickLag, m.QueueReads, m.FailingBackoff)
+			m.StatusWrites, m.TickLag, m.QueueReads, m.FailingBackoff, m.Ticks)
 	}
 	return m
 }
@@ -81,7 +84,7 @@ func (m *Metrics) forget(namespace, name string) {
 	for _, v := range []interface {
 		DeletePartialMatch(prometheus.Labels) int
 	}{m.JobsCreated, m.JobCreateErrors, m.JobsDeleted, m.TriggerBacklog, m.TriggerActive, m.TriggerErrors, m.Jobs,
-		m.Paused, m.DecisionJobs, m.ScaledJobInvalid, m.FailingBackoff} {
+		m.Paused, m.DecisionJobs, m.ScaledJobInvalid, m.FailingBackoff, m.Ticks} {
 		v.DeletePartialMatch(l)
 	}
 }

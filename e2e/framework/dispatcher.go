@@ -157,6 +157,7 @@ func (f *F) StartDispatcherWithEnv(env map[string]string, extra ...string) *Disp
 		f.T.Fatalf("starting dispatcher: %v", err)
 	}
 	d := &Dispatcher{cmd: cmd, done: make(chan struct{}), LogPath: logPath, MetricsAddr: metrics}
+	f.dispatchers = append(f.dispatchers, d)
 	go func() { _ = cmd.Wait(); logFile.Close(); close(d.done) }()
 	f.T.Cleanup(func() {
 		d.Stop(syscall.SIGTERM)

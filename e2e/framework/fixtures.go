@@ -199,17 +199,34 @@ func Unfinished(jobs []batchv1.Job) int {
 	return n
 }
 
-// WaitDecisionAfter waits until the dispatcher has written a decision of the ScaledJob name in a later second than
-// after (so a full tick happened since), and returns the ScaledJob as read then.
+// WaitDecisionAfter waits until the dispatcher has run two full ticks of the ScaledJob name that started after
+// after (so at least one whole tick observed the world as it is now), and returns the ScaledJob as read then.
+// Status is written only on change, so the witness is the dispatchers' kubedispatch_ticks_total.
 func (f *F) WaitDecisionAfter(name string, after time.Time) *v1alpha1.ScaledJob {
 	f.T.Helper()
-	var sj *v1alpha1.ScaledJob
-	f.Eventually("a decision of "+name+" after "+after.Format(time.RFC3339Nano), 2*time.Minute, func() (bool, error) {
-		sj = f.ScaledJob(name)
-		d := sj.Status.LastDecision
-		return d != nil && d.Time.Unix() > after.Unix(), nil // status times have second precision
+	f.Eventually("the time "+after.Format(time.RFC3339Nano), time.Until(after)+time.Minute, func() (bool, error) {
+		return !time.Now().Before(after), nil
 	})
-	return sj
+	start := f.ticks(name)
+	f.Eventually(fmt.Sprintf("two ticks of %s after %s", name, after.Format(time.RFC3339Nano)), 2*time.Minute, func() (bool, error) {
+		return f.ticks(name) >= start+2, nil
+	})
+	return f.ScaledJob(name)
+}
+
+// ticks sums kubedispatch_ticks_total of the ScaledJob name over the running dispatchers this test started.
+func (f *F) ticks(name string) float64 {
+	var n float64
+	for _, d := range f.dispatchers {
+		if d.Exited() {
+			continue
+		}
+		v, err := d.MetricSum("kubedispatch_ticks_total", map[string]string{"namespace": f.Namespace, "scaledjob": name})
+		if err == nil {
+			n += v
+		}
+	}
+	return n
 }
 
 // Condition returns the status condition of type typ of sj, or nil.

@@ -119,6 +119,8 @@ type F struct {
 	Clientset kubernetes.Interface
 	Namespace string
 	SQS       *sqs.Client
+
+	dispatchers []*Dispatcher // started by this test, for WaitDecisionAfter
 }
 
 // New returns a framework handle with a fresh namespace (deleted when the test ends) whose default ServiceAccount
