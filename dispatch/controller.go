@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -395,8 +396,12 @@ func (r *Reconciler) observe(ctx context.Context, sj *v1alpha1.ScaledJob) observ
 	}
 	obs.running, obs.pending = Count(obs.jobs, podsByJob, sj.Spec.ScalingStrategy.PendingPodConditions)
 	seen := make(map[string]bool, len(obs.jobs))
+	generation := strconv.FormatInt(sj.Generation, 10)
 	for i := range obs.jobs {
 		seen[obs.jobs[i].Name] = true
+		// Only the current template's outcomes drive the failing-Jobs back-off: an edit that fixes it ends the
+		// back-off at once.
+		current := obs.jobs[i].Annotations[v1alpha1.AnnotationGeneration] == generation
 		for _, c := range obs.jobs[i].Status.Conditions {
 			if c.Status != corev1.ConditionTrue {
 				continue
@@ -404,10 +409,14 @@ func (r *Reconciler) observe(ctx context.Context, sj *v1alpha1.ScaledJob) observ
 			switch c.Type {
 			case batchv1.JobComplete:
 				obs.succeeded++
-				obs.outcomes = append(obs.outcomes, JobOutcome{At: c.LastTransitionTime.Time})
+				if current {
+					obs.outcomes = append(obs.outcomes, JobOutcome{At: c.LastTransitionTime.Time})
+				}
 			case batchv1.JobFailed:
 				obs.failed++
-				obs.outcomes = append(obs.outcomes, JobOutcome{At: c.LastTransitionTime.Time, Failed: true, Reason: c.Reason + ": " + c.Message})
+				if current {
+					obs.outcomes = append(obs.outcomes, JobOutcome{At: c.LastTransitionTime.Time, Failed: true, Reason: c.Reason + ": " + c.Message})
+				}
 			}
 		}
 	}
