@@ -360,12 +360,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		log.V(1).Info("Tick finished with errors", "err", actErr)
 	}
 	r.due.Store(keyOf(&sj), r.Clock.Now().Add(poll))
+	// The poller wakes the ScaledJob after every reading; this requeue only catches a poller that is stuck (its
+	// reading then turns stale after 2 x pollingInterval and is reported).
+	safety := 2*poll + time.Second
 	if !retryAt.IsZero() {
-		if wait := retryAt.Sub(r.Clock.Now()); wait < poll {
+		if wait := retryAt.Sub(r.Clock.Now()); wait < safety {
 			return ctrl.Result{RequeueAfter: max(wait, 100*time.Millisecond)}, nil
 		}
 	}
-	return ctrl.Result{RequeueAfter: poll}, nil
+	return ctrl.Result{RequeueAfter: safety}, nil
 }
 
 // observe reads the Jobs, their pods and every trigger's backlog. It never returns partial counts as complete: any

@@ -38,7 +38,8 @@ func TestReconcileCreatesJobsForBacklog(t *testing.T) {
 
 	res := env.mustReconcile("etl")
 
-	if diff := cmp.Diff(ctrl.Result{RequeueAfter: 15 * time.Second}, res); diff != "" {
+	// The poller wakes the ScaledJob every poll; the requeue is a safety net at 2 x pollingInterval + 1s.
+	if diff := cmp.Diff(ctrl.Result{RequeueAfter: 31 * time.Second}, res); diff != "" {
 		t.Errorf("Result (-want +got):\n%s", diff)
 	}
 	jobs := env.jobs()
@@ -646,8 +647,8 @@ func TestReconcileCreateFailures(t *testing.T) {
 	if err != nil {
 		t.Errorf("Reconcile = %v, want no error (creation errors wait for the next poll)", err)
 	}
-	if res.RequeueAfter != 30*time.Second {
-		t.Errorf("RequeueAfter = %v, want the default polling interval 30s", res.RequeueAfter)
+	if res.RequeueAfter != 61*time.Second {
+		t.Errorf("RequeueAfter = %v, want the safety net 2 x the default polling interval + 1s", res.RequeueAfter)
 	}
 
 	if got := len(env.jobs()); got != 3 {
@@ -731,8 +732,8 @@ func TestReconcilePaused(t *testing.T) {
 
 	res := env.mustReconcile("etl")
 
-	if res.RequeueAfter != 30*time.Second {
-		t.Errorf("RequeueAfter = %v, want 30s", res.RequeueAfter)
+	if res.RequeueAfter != 61*time.Second {
+		t.Errorf("RequeueAfter = %v, want 61s", res.RequeueAfter)
 	}
 	if diff := cmp.Diff([]string{"etl-c2", "etl-f1"}, env.jobNames()); diff != "" {
 		t.Errorf("Jobs while paused (-want +got): nothing created, history still pruned\n%s", diff)

@@ -317,6 +317,10 @@ func Decide(in Inputs) Decision {
 		in: in, strategy: ResolveStrategy(in.Settings), minE: minE, maxE: maxE, capTotal: capTotal,
 		running: running, pending: pending, clamped: clamped, decision: d,
 	}) + partialNote(in.FailedTriggers, in.Calculation)
+	if create == 0 && len(in.FailedTriggers) > 0 && len(answered) == 0 {
+		// Nothing was decided on readings at all: say so first.
+		d.Reason = "no Jobs beyond the minReplicaCount baseline: " + strings.TrimSuffix(strings.TrimPrefix(partialNote(in.FailedTriggers, in.Calculation), " ("), ")")
+	}
 	return d
 }
 

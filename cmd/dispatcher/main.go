@@ -157,6 +157,19 @@ func trimPod(obj any) (any, error) {
 	}, nil
 }
 
+// trimJob drops a cached Job's pod template (most of its size): the dispatcher reads only a Job's metadata and
+// status. Jobs are never updated from the cache.
+func trimJob(obj any) (any, error) {
+	j, ok := obj.(*batchv1.Job)
+	if !ok {
+		return obj, nil
+	}
+	out := &batchv1.Job{TypeMeta: j.TypeMeta, ObjectMeta: j.ObjectMeta, Status: j.Status}
+	out.ManagedFields = nil
+	out.Spec = batchv1.JobSpec{Parallelism: j.Spec.Parallelism, Completions: j.Spec.Completions, Suspend: j.Spec.Suspend}
+	return out, nil
+}
+
 func restConfig(kubeconfig string) (*rest.Config, error) {
 	if kubeconfig != "" {
 		cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
@@ -181,8 +194,8 @@ func cacheOptions(opts Options) (cache.Options, error) {
 	}
 	byManaged := labels.NewSelector().Add(*managed)
 	byObject := map[client.Object]cache.ByObject{
-		&batchv1.Job{}: {Label: byManaged},
-		&corev1.Pod{}:  {Label: byManaged},
+		&batchv1.Job{}: {Label: byManaged, Transform: trimJob},
+		&corev1.Pod{}:  {Label: byManaged, Transform: trimPod},
 	}
 	if opts.WatchLabelSelector != "" {
 		sel, err := labels.Parse(opts.WatchLabelSelector)
@@ -193,7 +206,6 @@ func cacheOptions(opts Options) (cache.Options, error) {
 	}
 	// Cached objects drop their managedFields (often half of a Job's size); pods keep only what counting needs.
 	co := cache.Options{ByObject: byObject, DefaultTransform: cache.TransformStripManagedFields()}
-	byObject[&corev1.Pod{}] = cache.ByObject{Label: byManaged, Transform: trimPod}
 	if ns := opts.Namespaces(); len(ns) > 0 {
 		co.DefaultNamespaces = map[string]cache.Config{}
 		for _, n := range ns {
