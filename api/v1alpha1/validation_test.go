@@ -2,6 +2,7 @@ package v1alpha1
 
 import (
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 
@@ -138,6 +139,19 @@ func TestValidate(t *testing.T) {
 			want: field.ErrorList{
 				field.Invalid(spec.Child("minReplicaCount"), int32(-1), "must be 0 or more"),
 			},
+		},
+		"minReplicaCount = maxReplicaCount = 2147483647": {
+			sj: makeScaledJob(func(sj *ScaledJob) {
+				sj.Spec.MinReplicaCount = ptr.To[int32](math.MaxInt32)
+				sj.Spec.MaxReplicaCount = ptr.To[int32](math.MaxInt32)
+			}),
+			want: field.ErrorList{
+				field.Invalid(spec.Child("minReplicaCount"), int32(math.MaxInt32), "must be at most 1000000"),
+			},
+		},
+		"maxReplicaCount 2147483647 alone is fine": {
+			sj:   makeScaledJob(func(sj *ScaledJob) { sj.Spec.MaxReplicaCount = ptr.To[int32](math.MaxInt32) }),
+			want: nil,
 		},
 		"maxReplicaCount 0": {
 			sj: makeScaledJob(func(sj *ScaledJob) { sj.Spec.MaxReplicaCount = ptr.To[int32](0) }),
