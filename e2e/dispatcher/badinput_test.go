@@ -2,6 +2,7 @@ package dispatcher
 
 import (
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -134,6 +135,17 @@ func TestMinAboveMaxRefusedByTheAPI(t *testing.T) {
 	err := f.Client.Create(f.Ctx, b.ScaledJob)
 	if err == nil || !strings.Contains(err.Error(), "minReplicaCount") {
 		t.Fatalf("create with min 5 > max 2: err = %v, want a refusal naming minReplicaCount", err)
+	}
+}
+
+// minReplicaCount = maxReplicaCount = 2147483647 (a baseline of two billion Jobs) is refused at admission, naming
+// the field and its maximum, so it can never crash-loop the dispatcher.
+func TestHugeBaselineRefusedByTheAPI(t *testing.T) {
+	f := framework.New(t)
+	b := framework.NewScaledJob(f, "huge").SQS("q", 1).Min(math.MaxInt32).Max(math.MaxInt32)
+	err := f.Client.Create(f.Ctx, b.ScaledJob)
+	if err == nil || !strings.Contains(err.Error(), "minReplicaCount") || !strings.Contains(err.Error(), "1000000") {
+		t.Fatalf("create with min = max = 2147483647: err = %v, want a refusal naming minReplicaCount and 1000000", err)
 	}
 }
 
