@@ -207,15 +207,20 @@ func (f *F) WaitDecisionAfter(name string, after time.Time) *v1alpha1.ScaledJob 
 	f.Eventually("the time "+after.Format(time.RFC3339Nano), time.Until(after)+time.Minute, func() (bool, error) {
 		return !time.Now().Before(after), nil
 	})
-	start := f.ticks(name)
-	f.Eventually(fmt.Sprintf("two ticks of %s after %s", name, after.Format(time.RFC3339Nano)), 2*time.Minute, func() (bool, error) {
-		return f.ticks(name) >= start+2, nil
+	return f.WaitTicks(name, f.Ticks(name), 2)
+}
+
+// WaitTicks waits until the ScaledJob name has had n more ticks than from (a value of Ticks), and returns it.
+func (f *F) WaitTicks(name string, from float64, n int) *v1alpha1.ScaledJob {
+	f.T.Helper()
+	f.Eventually(fmt.Sprintf("%d more ticks of %s", n, name), 2*time.Minute, func() (bool, error) {
+		return f.Ticks(name) >= from+float64(n), nil
 	})
 	return f.ScaledJob(name)
 }
 
-// ticks sums kubedispatch_ticks_total of the ScaledJob name over the running dispatchers this test started.
-func (f *F) ticks(name string) float64 {
+// Ticks sums kubedispatch_ticks_total of the ScaledJob name over the running dispatchers this test started.
+func (f *F) Ticks(name string) float64 {
 	var n float64
 	for _, d := range f.dispatchers {
 		if d.Exited() {

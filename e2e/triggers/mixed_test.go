@@ -119,6 +119,7 @@ func TestMixedTriggersCalculation(t *testing.T) {
 			}
 
 			// One more tick: everything it asked for is running, so it creates nothing.
+			before := f.Ticks(sjName)
 			nudged := time.Now()
 			f.UpdateScaledJob(sjName, func(sj *v1alpha1.ScaledJob) {
 				if sj.Annotations == nil {
@@ -126,7 +127,7 @@ func TestMixedTriggersCalculation(t *testing.T) {
 				}
 				sj.Annotations["e2e.kubedispatch.io/nudge"] = strconv.FormatInt(nudged.UnixNano(), 10)
 			})
-			sj = f.WaitDecisionAfter(sjName, nudged)
+			sj = f.WaitTicks(sjName, before, 1)
 			if n, d := jobCount(f, sjName), sj.Status.LastDecision; n != tc.want || d.JobsCreated != 0 {
 				t.Errorf("after one more tick: %d Jobs, want %d; decision created %d (%s), want 0", n, tc.want, d.JobsCreated, d.Reason)
 			}
