@@ -303,7 +303,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			}
 			r.setCondition(&sj, status, v1alpha1.ConditionReady, metav1.ConditionFalse, ReasonFailingJobsBackoff, msg)
 		case obs.err != nil:
-			msg := obs.err.Error() + "; " + partialRule(sj.Spec.ScalersCalculation())
+			msg := obs.err.Error() + "; " + PartialRule(Calculation(sj.Spec.ScalersCalculation()))
 			if !conditionIs(sj.Status.Conditions, v1alpha1.ConditionReady, metav1.ConditionFalse, ReasonTriggerError, msg) {
 				r.Recorder.Eventf(&sj, nil, corev1.EventTypeWarning, ReasonTriggerError, "Observe", "%s", obs.err.Error())
 			}
@@ -600,12 +600,4 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…"
-}
-
-// partialRule says, for the Ready condition, what a failed trigger means under the ScaledJob's calculation.
-func partialRule(calc string) string {
-	if Calculation(calc) == CalculationSum {
-		return "the other triggers still count (sum); the minReplicaCount baseline is kept"
-	}
-	return "nothing beyond the minReplicaCount baseline is created until it answers"
 }

@@ -9,7 +9,6 @@ import (
 
 	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	"github.com/kubedispatch/kubedispatch/api/v1alpha1"
@@ -350,5 +349,3 @@ func EndpointBackoff(failures int) time.Duration {
 	}
 	return min(d, 30*time.Second)
 }
-
-var _ client.Object = &v1alpha1.ScaledJob{}

@@ -338,15 +338,18 @@ func partialNote(failed []string, calc Calculation) string {
 	if len(failed) == 0 {
 		return ""
 	}
-	names := strings.Join(failed, ", ")
+	return fmt.Sprintf(" (trigger %s failed to read: %s)", strings.Join(failed, ", "), PartialRule(calc))
+}
+
+// PartialRule says, in words, what UsableReadings does while a trigger fails under calc.
+func PartialRule(calc Calculation) string {
 	if calc == CalculationSum {
-		return fmt.Sprintf(" (trigger %s failed to read: sum counts the other triggers only)", names)
+		return "sum counts the other triggers only; the minReplicaCount baseline is kept"
 	}
-	calcName := string(calc)
-	if calcName == "" {
-		calcName = string(CalculationMax)
+	if calc == "" {
+		calc = CalculationMax
 	}
-	return fmt.Sprintf(" (trigger %s failed to read: with %s nothing beyond minReplicaCount is created until it answers)", names, calcName)
+	return fmt.Sprintf("with %s nothing beyond the minReplicaCount baseline is created until it answers", calc)
 }
 
 // explanation gathers what Decide knows, for the reason sentence.
