@@ -498,43 +498,10 @@ func waitPodsRunning(ctx context.Context, mc metadata.Interface, ns string, n in
 
 // sendMessages sends n messages in batches of 10 from sendWorkers goroutines.
 func sendMessages(ctx context.Context, q *sqs.Client, queueURL string, n int) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		once     sync.Once
-		firstErr error
-		wg       sync.WaitGroup
-	)
-	fail := func(err error) { once.Do(func() { firstErr = err; cancel() }) }
-	next := make(chan int)
-	for range sendWorkers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for start := range next {
-				if err := benchkit.SendBatch(ctx, q, queueURL, start, n); err != nil {
-					fail(err)
-				}
-			}
-		}()
-	}
-feed:
-	for start := 0; start < n; start += 10 {
-		select {
-		case next <- start:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(next)
-	wg.Wait()
-	if firstErr != nil {
-		return firstErr
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("sending messages: %w", err)
-	}
-	return nil
+	batches := (n + 9) / 10
+	return benchkit.ForEach(ctx, "sending messages", batches, sendWorkers, func(ctx context.Context, b int) error {
+		return benchkit.SendBatch(ctx, q, queueURL, b*10, n)
+	})
 }
 
 // jobWatch records when each new Job of a namespace is first seen, from a metadata-only watch.

@@ -287,7 +287,7 @@ func runIdle(ctx context.Context, e *env, o options) (*idleResult, error) {
 	benchkit.Step("Creating the %d ScaledJobs (%d in parallel)", o.scaledJobs, o.setupWorkers)
 	t := time.Now()
 	now := time.Now()
-	if err := forEach(ctx, "ScaledJobs created", len(plan), o.setupWorkers, func(ctx context.Context, i int) error {
+	if err := benchkit.ForEach(ctx, "ScaledJobs created", len(plan), o.setupWorkers, func(ctx context.Context, i int) error {
 		if err := e.setupCl.Create(ctx, plan[i].build(o, now, urls, e.c.SQSEndpoint)); err != nil {
 			return fmt.Errorf("creating ScaledJob %s: %w", plan[i].name, err)
 		}

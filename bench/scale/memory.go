@@ -71,7 +71,7 @@ func runMemory(ctx context.Context, e *env, o options) (*memoryResult, error) {
 
 	now := time.Now()
 	sjs := make([]*v1alpha1.ScaledJob, o.memScaledJobs)
-	if err := forEach(ctx, "ScaledJobs created", len(sjs), o.setupWorkers, func(ctx context.Context, i int) error {
+	if err := benchkit.ForEach(ctx, "ScaledJobs created", len(sjs), o.setupWorkers, func(ctx context.Context, i int) error {
 		sj := &v1alpha1.ScaledJob{
 			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("mem-%04d", i), Namespace: memoryNamespace},
 			Spec: v1alpha1.ScaledJobSpec{
@@ -100,7 +100,7 @@ func runMemory(ctx context.Context, e *env, o options) (*memoryResult, error) {
 	benchkit.Step("Creating %d Jobs (%d running first, then %d that finish after 1 s), %d in parallel at client QPS %g; "+
 		"their pods are bound to the kwok node directly (spec.nodeName)", total, o.runningJobs, o.finishedJobs, o.setupWorkers, o.setupQPS)
 	t := time.Now()
-	if err := forEach(ctx, "Jobs created", total, o.setupWorkers, func(ctx context.Context, j int) error {
+	if err := benchkit.ForEach(ctx, "Jobs created", total, o.setupWorkers, func(ctx context.Context, j int) error {
 		job := memoryJob(sjs, j, o.runningJobs)
 		if _, err := e.setup.BatchV1().Jobs(memoryNamespace).Create(ctx, job, metav1.CreateOptions{}); err != nil {
 			return fmt.Errorf("creating Job %s: %w", job.Name, err)
