@@ -33,8 +33,11 @@ type Pollers struct {
 	base    context.Context
 	running map[string]*poller
 	results map[string]pollResult
-	refresh map[string]time.Time // when a Job of the ScaledJob last finished
-	backoff *endpointBackoff
+	// finished holds, per ScaledJob, when each of its Jobs was seen finishing, until a reading taken after that is
+	// stored: a reading taken before a Job finished still counts that Job's work, so the decision counts the Job
+	// as running (the state the reading saw) instead of waiting for a new reading.
+	finished map[string]map[string]time.Time
+	backoff  *endpointBackoff
 }
 
 var errInvalidSpec = errors.New("the spec is invalid")
@@ -68,7 +71,7 @@ func newPollers(r *Reconciler, concurrency int, secretRefresh time.Duration) *Po
 	return &Pollers{
 		Concurrency: concurrency, SecretRefresh: secretRefresh, r: r,
 		sem: make(chan struct{}, concurrency), wake: make(chan event.GenericEvent, 1024),
-		running: map[string]*poller{}, results: map[string]pollResult{}, refresh: map[string]time.Time{},
+		running: map[string]*poller{}, results: map[string]pollResult{}, finished: map[string]map[string]time.Time{},
 		backoff: newEndpointBackoff(),
 	}
 }
@@ -122,16 +125,19 @@ func (p *Pollers) Stop(key string) {
 		delete(p.running, key)
 	}
 	delete(p.results, key)
-	delete(p.refresh, key)
+	delete(p.finished, key)
 }
 
-// Refresh asks for a fresh reading because a Job of the ScaledJob finished at now; it is coalesced by the poller.
-// Until a reading taken after now is in, the reconciler does not decide on the older one.
-func (p *Pollers) Refresh(key string, now time.Time) {
+// Refresh asks for a fresh reading because the ScaledJob's Job named job was seen finishing at now; it is
+// coalesced by the poller. Until a reading taken after now is stored, FinishedAfter counts that Job.
+func (p *Pollers) Refresh(key, job string, now time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if pl, ok := p.running[key]; ok {
-		p.refresh[key] = now
+		if p.finished[key] == nil {
+			p.finished[key] = map[string]time.Time{}
+		}
+		p.finished[key][job] = now
 		select {
 		case pl.refresh <- struct{}{}:
 		default:
@@ -139,12 +145,31 @@ func (p *Pollers) Refresh(key string, now time.Time) {
 	}
 }
 
-// refreshPending reports whether a Job finished after a reading taken at readAt started.
-func (p *Pollers) refreshPending(key string, readAt time.Time) bool {
+// ReadNow asks for a fresh reading at once (coalesced like Refresh), e.g. because the ScaledJob was unpaused: the
+// stored reading may predate the work that is waiting now.
+func (p *Pollers) ReadNow(key string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	at, ok := p.refresh[key]
-	return ok && readAt.Before(at)
+	if pl, ok := p.running[key]; ok {
+		select {
+		case pl.refresh <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// FinishedAfter returns how many of the ScaledJob's Jobs were seen finishing after a reading taken at readAt: that
+// reading still counts their work, so a decision on it counts them as running.
+func (p *Pollers) FinishedAfter(key string, readAt time.Time) int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var n int64
+	for _, at := range p.finished[key] {
+		if readAt.Before(at) {
+			n++
+		}
+	}
+	return n
 }
 
 // PollNow reads a ScaledJob's triggers once, synchronously, and stores the result (tests; the loop does the same).
@@ -160,17 +185,23 @@ func (p *Pollers) result(key string) (pollResult, bool) {
 	return res, ok
 }
 
+// store keeps res as the ScaledJob's latest reading and forgets the finishes it already reflects.
 func (p *Pollers) store(key string, res pollResult) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.results[key] = res
+	for job, at := range p.finished[key] {
+		if !res.readAt.Before(at) {
+			delete(p.finished[key], job)
+		}
+	}
 }
 
 // loop reads the triggers every pollingInterval until ctx ends.
 func (p *Pollers) loop(ctx context.Context, nn types.NamespacedName, pl *poller) {
 	log := logr.FromContextOrDiscard(ctx).WithValues("scaledJob", nn.String())
 	var resolvedAt time.Time
-	var lastRead time.Time
+	var lastExtra time.Time // when the last read asked for by a finished Job started
 	for {
 		var sj v1alpha1.ScaledJob
 		if err := p.r.Client.Get(ctx, nn, &sj); err != nil {
@@ -187,7 +218,6 @@ func (p *Pollers) loop(ctx context.Context, nn types.NamespacedName, pl *poller)
 			if needsReresolve(res) {
 				resolvedAt = time.Time{}
 			}
-			lastRead = res.readAt
 			p.store(keyOf(&sj), res)
 			select {
 			case p.wake <- event.GenericEvent{Object: &v1alpha1.ScaledJob{ObjectMeta: sj.ObjectMeta}}:
@@ -207,8 +237,8 @@ func (p *Pollers) loop(ctx context.Context, nn types.NamespacedName, pl *poller)
 		case <-timer.C():
 		case <-pl.refresh:
 			timer.Stop()
-			// Coalesce: at most one extra read per second.
-			if wait := time.Second - p.r.Clock.Since(lastRead); wait > 0 {
+			// Coalesce: at most one extra read per second (finishes that arrive meanwhile share it).
+			if wait := time.Second - p.r.Clock.Since(lastExtra); wait > 0 {
 				t := p.r.Clock.NewTimer(wait)
 				select {
 				case <-ctx.Done():
@@ -217,6 +247,7 @@ func (p *Pollers) loop(ctx context.Context, nn types.NamespacedName, pl *poller)
 				case <-t.C():
 				}
 			}
+			lastExtra = p.r.Clock.Now()
 		}
 	}
 }

@@ -58,6 +58,10 @@ type roundResult struct {
 	RefillP50Seconds float64 `json:"refillP50Seconds"`
 	RefillP90Seconds float64 `json:"refillP90Seconds"`
 	RefillMaxSeconds float64 `json:"refillMaxSeconds"`
+	// QueueReads counts the dispatcher's SQS backlog reads from the unpause to the drain's end (all ScaledJobs:
+	// the earlier rounds' idle ones add one read per pollingInterval each); QueueReadsPerSecond divides by that time.
+	QueueReads          int     `json:"queueReads"`
+	QueueReadsPerSecond float64 `json:"queueReadsPerSecond"`
 	// Problems lists the failed correctness checks (cap, Jobs created, idle Jobs, queue left); empty when all pass.
 	Problems []string `json:"problems"`
 }
@@ -69,6 +73,7 @@ type clients struct {
 	q           *sqs.Client
 	sqsEndpoint string
 	d           *benchkit.Dispatcher
+	metricsURL  string // the dispatcher's /metrics
 }
 
 func namespaceFor(poll int32) string { return fmt.Sprintf("bench-drain-p%d", poll) }
@@ -139,11 +144,24 @@ func runRound(ctx context.Context, c clients, poll int32) (roundResult, error) {
 	r.UnpauseSeconds = time.Since(t0).Seconds()
 	benchkit.Note("sent in %.2f s, unpaused at %.2f s", r.SendSeconds, r.UnpauseSeconds)
 
+	reads := func() (float64, error) {
+		return metricSum(ctx, c.metricsURL, "kubedispatch_trigger_reads_total", map[string]string{"type": "aws-sqs-queue"})
+	}
+	readsBefore, err := reads()
+	if err != nil {
+		return r, err
+	}
 	drained, err := waitDrained(ctx, w, tracker, t0, abort)
 	if err != nil {
 		return r, err
 	}
 	r.DrainSeconds = drained.Sub(t0).Seconds()
+	readsAfter, err := reads()
+	if err != nil {
+		return r, err
+	}
+	r.QueueReads = int(readsAfter - readsBefore)
+	r.QueueReadsPerSecond = (readsAfter - readsBefore) / (r.DrainSeconds - r.UnpauseSeconds)
 	benchkit.Note("last message deleted %.1f s after the first send", r.DrainSeconds)
 
 	// Extra Jobs would show after the drain: wait until every Job has finished, then for a tick that started after
@@ -156,10 +174,17 @@ func runRound(ctx context.Context, c clients, poll int32) (roundResult, error) {
 	if err := benchkit.WaitUntil(ctx, "every Job of "+key.String()+" to finish", 2*time.Minute, 100*time.Millisecond, abort, allFinished); err != nil {
 		return r, err
 	}
-	idleSince := time.Now()
-	if err := benchkit.WaitScaledJob(ctx, c.cl, key, "a tick after every Job finished", c.d.Exited, func(sj *v1alpha1.ScaledJob) bool {
-		ld := sj.Status.LastDecision
-		return ld != nil && ld.Time.Unix() >= idleSince.Unix()+2
+	// Two more ticks of this ScaledJob (kubedispatch_ticks_total): the second started after every Job had finished.
+	ticks := func() (float64, error) {
+		return metricSum(ctx, c.metricsURL, "kubedispatch_ticks_total", map[string]string{"namespace": ns, "scaledjob": scaledJobName})
+	}
+	from, err := ticks()
+	if err != nil {
+		return r, err
+	}
+	if err := benchkit.WaitUntil(ctx, "two ticks of "+key.String()+" after every Job finished", waitLimit, 100*time.Millisecond, abort, func() (bool, error) {
+		n, err := ticks()
+		return n >= from+2, err
 	}); err != nil {
 		return r, err
 	}

@@ -33,6 +33,7 @@ type Options struct {
 	SecretRefresh           time.Duration // --secret-refresh-interval, KUBEDISPATCH_SECRET_REFRESH_INTERVAL
 	LeaderElectionID        string        // --leader-election-id, KUBEDISPATCH_LEADER_ELECTION_ID: the Lease name (one per shard)
 	GracefulShutdown        time.Duration // --graceful-shutdown-timeout, KUBEDISPATCH_GRACEFUL_SHUTDOWN_TIMEOUT
+	PprofBindAddress        string        // --pprof-bind-address, KUBEDISPATCH_PPROF_BIND_ADDRESS ("" or "0" disables)
 }
 
 // AddFlags registers the flags with their env defaults.
@@ -57,6 +58,7 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.SecretRefresh, "secret-refresh-interval", envDuration("KUBEDISPATCH_SECRET_REFRESH_INTERVAL", 5*time.Minute), "longest trigger credentials (Secrets) are reused before being read again; sooner when the queue refuses them (env KUBEDISPATCH_SECRET_REFRESH_INTERVAL)")
 	fs.StringVar(&o.LeaderElectionID, "leader-election-id", env("KUBEDISPATCH_LEADER_ELECTION_ID", "dispatcher.kubedispatch.io"), "name of the leader-election Lease; give each --watch-label-selector shard its own (env KUBEDISPATCH_LEADER_ELECTION_ID)")
 	fs.DurationVar(&o.GracefulShutdown, "graceful-shutdown-timeout", envDuration("KUBEDISPATCH_GRACEFUL_SHUTDOWN_TIMEOUT", 10*time.Second), "how long running ticks may take to finish after SIGTERM (env KUBEDISPATCH_GRACEFUL_SHUTDOWN_TIMEOUT)")
+	fs.StringVar(&o.PprofBindAddress, "pprof-bind-address", env("KUBEDISPATCH_PPROF_BIND_ADDRESS", ""), "address of Go's /debug/pprof handlers, for profiling; off when empty or 0, keep it on loopback (env KUBEDISPATCH_PPROF_BIND_ADDRESS)")
 	fs.IntVar(&o.CreateWorkers, "create-workers", envInt("KUBEDISPATCH_CREATE_WORKERS", 32), "parallel Job creations within one tick (env KUBEDISPATCH_CREATE_WORKERS)")
 }
 
