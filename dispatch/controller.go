@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/kubedispatch/kubedispatch/api/v1alpha1"
+	"github.com/kubedispatch/kubedispatch/dispatch/message"
 	"github.com/kubedispatch/kubedispatch/jobtemplate"
 	"github.com/kubedispatch/kubedispatch/sources"
 )
@@ -76,12 +77,15 @@ type Reconciler struct {
 	SecretRefresh time.Duration
 	// NameSuffix makes Job name suffixes; jobtemplate.RandomSuffix when nil.
 	NameSuffix func() string
+	// MessageMetrics are message mode's metrics; unregistered ones when nil.
+	MessageMetrics *message.Metrics
 
 	once         sync.Once
 	due          sync.Map // ScaledJob key -> time.Time its next poll is due
 	expectations *expectations
 	sourceCache  *sourceCache
 	pollers      *Pollers
+	messages     *message.Loops
 }
 
 func (r *Reconciler) init() {
@@ -89,6 +93,8 @@ func (r *Reconciler) init() {
 		r.expectations = newExpectations(2 * time.Minute)
 		r.sourceCache = newSourceCache()
 		r.pollers = newPollers(r, r.TriggerConcurrency, r.SecretRefresh)
+		r.messages = message.NewLoops(message.Config{Client: r.Client, APIReader: r.APIReader, Clock: r.Clock,
+			Recorder: r.Recorder, Metrics: r.MessageMetrics, NewReceiver: r.newReceiver, Wake: r.pollers.wake})
 		if r.CreateWorkers <= 0 {
 			r.CreateWorkers = 32
 		}
@@ -119,19 +125,37 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) error {
 			done := ok1 && ok2 && !IsFinished(o) && IsFinished(n)
 			if done {
 				// The refill is decided on a reading taken after this Job finished (its message is gone by then).
-				r.pollers.Refresh(n.Namespace+"/"+n.Labels[v1alpha1.LabelScaledJob], r.Clock.Now())
+				key := n.Namespace + "/" + n.Labels[v1alpha1.LabelScaledJob]
+				r.pollers.Refresh(key, n.Name, r.Clock.Now())
+				r.messages.JobFinished(key)
 			}
 			return done
 		},
-		DeleteFunc:  func(event.DeleteEvent) bool { return true },
+		DeleteFunc: func(e event.DeleteEvent) bool {
+			r.messages.JobFinished(e.Object.GetNamespace() + "/" + e.Object.GetLabels()[v1alpha1.LabelScaledJob])
+			return true
+		},
 		GenericFunc: func(event.GenericEvent) bool { return false },
+	}
+	// An annotation change (such as unpausing) asks for a fresh reading: the stored one may be a pollingInterval
+	// old and predate the work waiting now. A spec change rebuilds the poller, which reads at once.
+	readOnAnnotationChange := predicate.Funcs{
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			if (predicate.AnnotationChangedPredicate{}).Update(e) {
+				r.pollers.ReadNow(e.ObjectNew.GetNamespace() + "/" + e.ObjectNew.GetName())
+			}
+			return true
+		},
 	}
 	if err := mgr.Add(r.pollers); err != nil {
 		return fmt.Errorf("adding the trigger pollers: %w", err)
 	}
+	if err := mgr.Add(r.messages); err != nil {
+		return fmt.Errorf("adding the message loops: %w", err)
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("scaledjob").
-		For(&v1alpha1.ScaledJob{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		For(&v1alpha1.ScaledJob{}, builder.WithPredicates(readOnAnnotationChange, predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Owns(&batchv1.Job{}, builder.WithPredicates(jobDone)).
 		WatchesRawSource(source.Channel(r.pollers.wake, &handler.EnqueueRequestForObject{})).
 		// Transient read failures retry with back-off from 100ms, capped at 30s (the default pollingInterval), so a
@@ -153,11 +177,14 @@ type observation struct {
 	statuses  []v1alpha1.TriggerStatus
 	err       error        // first failed read (jobs or triggers); nil when the observation is complete
 	outcomes  []JobOutcome // finished Jobs, for the failing-Jobs back-off
-	waiting   bool         // no reading of this generation yet, or a Job finished after the last reading: decide later
-	jobsErr   error        // the Job or pod list failed: nothing can be decided
-	failing   []string     // triggers whose reading failed this tick (their names)
-	invalid   error        // permanent configuration error of a trigger or its authentication
-	listed    int          // Jobs carrying the ScaledJob's label, owned or not
+	waiting   bool         // no reading of this generation yet: decide later
+	// finishedAfterReading counts the Jobs seen finishing after the reading was taken: the reading still counts
+	// their work, so the decision counts them as running (a fresh reading follows within about a second).
+	finishedAfterReading int64
+	jobsErr              error    // the Job or pod list failed: nothing can be decided
+	failing              []string // triggers whose reading failed this tick (their names)
+	invalid              error    // permanent configuration error of a trigger or its authentication
+	listed               int      // Jobs carrying the ScaledJob's label, owned or not
 }
 
 // Reconcile runs one tick for a ScaledJob.
@@ -188,6 +215,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	// A spec that fails validation never creates or deletes anything; it waits for an edit.
 	if errs := sj.Validate(); len(errs) > 0 {
 		msg := errs.ToAggregate().Error()
+		r.messages.Stop(keyOf(&sj)) // no message is received while the spec is invalid
 		r.Metrics.ScaledJobInvalid.WithLabelValues(sj.Namespace, sj.Name).Set(1)
 		r.Metrics.TickDuration.WithLabelValues("invalid").Observe(r.Clock.Since(start).Seconds())
 		r.Metrics.Ticks.WithLabelValues(sj.Namespace, sj.Name).Inc()
@@ -204,6 +232,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	paused := v1alpha1.IsPaused(&sj)
 	r.Metrics.Paused.WithLabelValues(sj.Namespace, sj.Name).Set(boolFloat(paused))
 	r.notePause(ctx, &sj, status, paused)
+	if sj.Spec.IsMessageMode() {
+		r.Metrics.ScaledJobInvalid.WithLabelValues(sj.Namespace, sj.Name).Set(0)
+		return r.reconcileMessage(ctx, &sj, status, paused)
+	}
+	r.messages.Stop(keyOf(&sj)) // switched back to count mode
+	status.Messages = nil
 
 	// 1. Observe: the Jobs (cache plus our own creations not yet in it) and every trigger's latest reading from
 	// its poller (no queue I/O here).
@@ -374,67 +408,19 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 // observe reads the Jobs, their pods and every trigger's backlog. It never returns partial counts as complete: any
 // failed read is in obs.err (or obs.invalid for configuration errors).
 func (r *Reconciler) observe(ctx context.Context, sj *v1alpha1.ScaledJob) observation {
-	var obs observation
-	// Jobs first: if they cannot be read there is no decision to make, and the trigger reads can be skipped.
-	var jobs batchv1.JobList
-	if err := r.Client.List(ctx, &jobs, client.InNamespace(sj.Namespace), client.MatchingLabels{v1alpha1.LabelScaledJob: sj.Name}); err != nil {
-		obs.err = fmt.Errorf("listing jobs of %s/%s: %w", sj.Namespace, sj.Name, err)
-		obs.jobsErr = obs.err
+	obs := r.observeJobs(ctx, sj)
+	if obs.jobsErr != nil {
 		return obs
 	}
-	var pods corev1.PodList
-	if err := r.Client.List(ctx, &pods, client.InNamespace(sj.Namespace), client.MatchingLabels{v1alpha1.LabelScaledJob: sj.Name}); err != nil {
-		obs.err = fmt.Errorf("listing pods of %s/%s: %w", sj.Namespace, sj.Name, err)
-		obs.jobsErr = obs.err
-		obs.jobs = nil
-		return obs
-	}
-	obs.jobs = ownedBy(jobs.Items, sj)
-	obs.listed = len(jobs.Items)
-	podsByJob := map[string][]corev1.Pod{}
-	for _, p := range pods.Items {
-		if name := jobNameOf(&p); name != "" {
-			podsByJob[name] = append(podsByJob[name], p)
-		}
-	}
-	obs.running, obs.pending = Count(obs.jobs, podsByJob, sj.Spec.ScalingStrategy.PendingPodConditions)
-	seen := make(map[string]bool, len(obs.jobs))
-	generation := strconv.FormatInt(sj.Generation, 10)
-	for i := range obs.jobs {
-		seen[obs.jobs[i].Name] = true
-		// Only the current template's outcomes drive the failing-Jobs back-off: an edit that fixes it ends the
-		// back-off at once.
-		current := obs.jobs[i].Annotations[v1alpha1.AnnotationGeneration] == generation
-		for _, c := range obs.jobs[i].Status.Conditions {
-			if c.Status != corev1.ConditionTrue {
-				continue
-			}
-			switch c.Type {
-			case batchv1.JobComplete:
-				obs.succeeded++
-				if current {
-					obs.outcomes = append(obs.outcomes, JobOutcome{At: c.LastTransitionTime.Time})
-				}
-			case batchv1.JobFailed:
-				obs.failed++
-				if current {
-					obs.outcomes = append(obs.outcomes, JobOutcome{At: c.LastTransitionTime.Time, Failed: true, Reason: c.Reason + ": " + c.Message})
-				}
-			}
-		}
-	}
-	// Jobs we created that the cache does not show yet are running and pending: they exist, nothing runs them yet.
-	obs.unseen = int64(len(r.expectations.unseen(keyOf(sj), seen, r.Clock.Now())))
-	obs.running += obs.unseen
-	obs.pending += obs.unseen
 
 	// Then the triggers' latest reading. A reading older than 2 x pollingInterval counts as failed for every
-	// trigger; one taken before a Job finished is not decided on (the poller reads again within a second).
+	// trigger. Jobs that finished after the reading are decided on as the reading saw them: running.
 	res, ok := r.pollers.result(keyOf(sj))
-	if !ok || res.generation != sj.Generation || r.pollers.refreshPending(keyOf(sj), res.readAt) {
+	if !ok || res.generation != sj.Generation {
 		obs.waiting = true
 		return obs
 	}
+	obs.finishedAfterReading = r.pollers.FinishedAfter(keyOf(sj), res.readAt)
 	err := res.setupErr
 	if err == nil {
 		poll := time.Duration(sj.Spec.PollingIntervalSeconds()) * time.Second
@@ -537,7 +523,7 @@ func (r *Reconciler) inputs(sj *v1alpha1.ScaledJob, obs observation) Inputs {
 		Triggers:        obs.readings,
 		FailedTriggers:  obs.failing,
 		Calculation:     Calculation(sj.Spec.ScalersCalculation()),
-		Running:         obs.running,
+		Running:         obs.running + obs.finishedAfterReading,
 		Pending:         obs.pending,
 		MinReplicaCount: sj.Spec.MinReplicaCount,
 		MaxReplicaCount: sj.Spec.MaxReplicaCount,
@@ -555,6 +541,7 @@ func (r *Reconciler) forget(namespace, name string) {
 	r.Metrics.forget(namespace, name)
 	r.due.Delete(key)
 	r.pollers.Stop(key)
+	r.messages.Stop(key)
 	r.sourceCache.forget(key)
 	r.expectations.forget(key)
 }
@@ -600,4 +587,64 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…"
+}
+
+// observeJobs counts the ScaledJob's Jobs (the cache plus its own creations the cache does not show yet) and
+// their pods; a failed list is obs.jobsErr.
+func (r *Reconciler) observeJobs(ctx context.Context, sj *v1alpha1.ScaledJob) observation {
+	var obs observation
+	// Jobs first: if they cannot be read there is no decision to make, and the trigger reads can be skipped.
+	var jobs batchv1.JobList
+	if err := r.Client.List(ctx, &jobs, client.InNamespace(sj.Namespace), client.MatchingLabels{v1alpha1.LabelScaledJob: sj.Name}); err != nil {
+		obs.err = fmt.Errorf("listing jobs of %s/%s: %w", sj.Namespace, sj.Name, err)
+		obs.jobsErr = obs.err
+		return obs
+	}
+	var pods corev1.PodList
+	if err := r.Client.List(ctx, &pods, client.InNamespace(sj.Namespace), client.MatchingLabels{v1alpha1.LabelScaledJob: sj.Name}); err != nil {
+		obs.err = fmt.Errorf("listing pods of %s/%s: %w", sj.Namespace, sj.Name, err)
+		obs.jobsErr = obs.err
+		obs.jobs = nil
+		return obs
+	}
+	obs.jobs = ownedBy(jobs.Items, sj)
+	obs.listed = len(jobs.Items)
+	podsByJob := map[string][]corev1.Pod{}
+	for _, p := range pods.Items {
+		if name := jobNameOf(&p); name != "" {
+			podsByJob[name] = append(podsByJob[name], p)
+		}
+	}
+	obs.running, obs.pending = Count(obs.jobs, podsByJob, sj.Spec.ScalingStrategy.PendingPodConditions)
+	seen := make(map[string]bool, len(obs.jobs))
+	generation := strconv.FormatInt(sj.Generation, 10)
+	for i := range obs.jobs {
+		seen[obs.jobs[i].Name] = true
+		// Only the current template's outcomes drive the failing-Jobs back-off: an edit that fixes it ends the
+		// back-off at once.
+		current := obs.jobs[i].Annotations[v1alpha1.AnnotationGeneration] == generation
+		for _, c := range obs.jobs[i].Status.Conditions {
+			if c.Status != corev1.ConditionTrue {
+				continue
+			}
+			switch c.Type {
+			case batchv1.JobComplete:
+				obs.succeeded++
+				if current {
+					obs.outcomes = append(obs.outcomes, JobOutcome{At: c.LastTransitionTime.Time})
+				}
+			case batchv1.JobFailed:
+				obs.failed++
+				if current {
+					obs.outcomes = append(obs.outcomes, JobOutcome{At: c.LastTransitionTime.Time, Failed: true, Reason: c.Reason + ": " + c.Message})
+				}
+			}
+		}
+	}
+	// Jobs we created that the cache does not show yet are running and pending: they exist, nothing runs them yet.
+	obs.unseen = int64(len(r.expectations.unseen(keyOf(sj), seen, r.Clock.Now())))
+	obs.running += obs.unseen
+	obs.pending += obs.unseen
+
+	return obs
 }

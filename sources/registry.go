@@ -14,11 +14,12 @@ import (
 type Registry struct {
 	mu        sync.RWMutex
 	factories map[string]Factory
+	receivers map[string]ReceiverFactory
 }
 
 // NewRegistry returns an empty Registry.
 func NewRegistry() *Registry {
-	return &Registry{factories: map[string]Factory{}}
+	return &Registry{factories: map[string]Factory{}, receivers: map[string]ReceiverFactory{}}
 }
 
 // Register adds the factory for triggerType. It rejects an empty type or a nil factory, and returns an error
@@ -65,4 +66,29 @@ func (r *Registry) Types() []string {
 	}
 	slices.Sort(types)
 	return types
+}
+
+// RegisterReceiver adds the message-mode receiver factory for triggerType (its Source must be registered too).
+func (r *Registry) RegisterReceiver(triggerType string, f ReceiverFactory) error {
+	if triggerType == "" || f == nil {
+		return fmt.Errorf("registering receiver %q: empty trigger type or nil factory", triggerType)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.receivers[triggerType]; ok {
+		return fmt.Errorf("registering receiver %q: %w", triggerType, ErrDuplicateType)
+	}
+	r.receivers[triggerType] = f
+	return nil
+}
+
+// NewReceiver builds the Receiver for cfg.Type; a type without one yields a *ConfigError with Field "type".
+func (r *Registry) NewReceiver(ctx context.Context, cfg Config, deadLetter string) (Receiver, error) {
+	r.mu.RLock()
+	f, ok := r.receivers[cfg.Type]
+	r.mu.RUnlock()
+	if !ok {
+		return nil, ConfigErrorf("type", "trigger type %q cannot be used in message mode", cfg.Type)
+	}
+	return f(ctx, cfg, deadLetter)
 }

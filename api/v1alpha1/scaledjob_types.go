@@ -68,6 +68,7 @@ const (
 // apiVersion.
 //
 // +kubebuilder:validation:XValidation:rule="!has(self.minReplicaCount) || !has(self.maxReplicaCount) || self.minReplicaCount <= self.maxReplicaCount",message="minReplicaCount must not exceed maxReplicaCount",fieldPath=".minReplicaCount"
+// +kubebuilder:validation:XValidation:rule="!has(self.dispatch) || !has(self.dispatch.mode) || self.dispatch.mode != 'message' || (size(self.triggers) == 1 && self.triggers[0].type == 'aws-sqs-queue')",message="dispatch.mode message needs exactly one trigger, of type aws-sqs-queue",fieldPath=".triggers"
 type ScaledJobSpec struct {
 	// jobTargetRef is the spec of the Job to create, one Job per unit of work. It is copied unchanged into every
 	// Job, except that an empty template.spec.restartPolicy becomes OnFailure. The pod template gets the label
@@ -132,6 +133,11 @@ type ScaledJobSpec struct {
 	// +kubebuilder:validation:MaxItems=64
 	// +kubebuilder:validation:XValidation:rule="self.all(t, !has(t.name) || t.name == '' || self.exists_one(u, has(u.name) && u.name == t.name))",message="trigger names must be unique"
 	Triggers []ScaleTrigger `json:"triggers"`
+
+	// dispatch says how pending work becomes Jobs: counted (mode count, the default, as KEDA does) or message by
+	// message (mode message).
+	// +optional
+	Dispatch *Dispatch `json:"dispatch,omitempty"`
 
 	// envSourceContainerName names the container of jobTargetRef.template whose environment resolves trigger
 	// parameters ending in "FromEnv" and TriggerAuthentication env references. Defaults to the first container.
@@ -287,6 +293,10 @@ type ScaledJobStatus struct {
 	// +optional
 	LastDecision *Decision `json:"lastDecision,omitempty"`
 
+	// messages reports message mode: held, acked, released and dead-lettered messages.
+	// +optional
+	Messages *MessageStatus `json:"messages,omitempty"`
+
 	// observedGeneration is the metadata.generation of the ScaledJob that this status describes.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
@@ -344,6 +354,7 @@ type Decision struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:scope=Namespaced,shortName=ksj,categories=kubedispatch
+// +kubebuilder:printcolumn:name="Mode",type=string,JSONPath=`.spec.dispatch.mode`
 // +kubebuilder:printcolumn:name="Min",type=integer,JSONPath=`.spec.minReplicaCount`
 // +kubebuilder:printcolumn:name="Max",type=integer,JSONPath=`.spec.maxReplicaCount`
 // +kubebuilder:printcolumn:name="Strategy",type=string,JSONPath=`.spec.scalingStrategy.strategy`
@@ -354,6 +365,10 @@ type Decision struct {
 // +kubebuilder:printcolumn:name="Pending",type=integer,JSONPath=`.status.pending`
 // +kubebuilder:printcolumn:name="Succeeded",type=integer,JSONPath=`.status.succeeded`
 // +kubebuilder:printcolumn:name="Failed",type=integer,JSONPath=`.status.failed`
+// +kubebuilder:printcolumn:name="Held",type=integer,JSONPath=`.status.messages.held`
+// +kubebuilder:printcolumn:name="Acked",type=integer,JSONPath=`.status.messages.acked`
+// +kubebuilder:printcolumn:name="Dead-Lettered",type=integer,JSONPath=`.status.messages.deadLettered`
+// +kubebuilder:printcolumn:name="Oldest-Held",type=date,JSONPath=`.status.messages.oldestHeldTime`
 // +kubebuilder:printcolumn:name="Last-Decision",type=string,JSONPath=`.status.lastDecision.reason`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type ScaledJob struct {

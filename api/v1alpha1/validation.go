@@ -65,6 +65,7 @@ func validateSpec(s *ScaledJobSpec, p *field.Path) field.ErrorList {
 	}
 	errs = append(errs, validateScalingStrategy(&s.ScalingStrategy, p.Child("scalingStrategy"))...)
 	errs = append(errs, validateTriggers(s.Triggers, p.Child("triggers"))...)
+	errs = append(errs, validateDispatch(s, p)...)
 	return errs
 }
 

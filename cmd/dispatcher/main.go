@@ -29,6 +29,7 @@ import (
 
 	"github.com/kubedispatch/kubedispatch/api/v1alpha1"
 	"github.com/kubedispatch/kubedispatch/dispatch"
+	"github.com/kubedispatch/kubedispatch/dispatch/message"
 	"github.com/kubedispatch/kubedispatch/sources"
 	"github.com/kubedispatch/kubedispatch/sources/cron"
 	"github.com/kubedispatch/kubedispatch/sources/pubsub"
@@ -86,6 +87,7 @@ func run(ctx context.Context, opts Options) error {
 		Cache:                         cacheOpts,
 		Metrics:                       metricsserver.Options{BindAddress: opts.MetricsBindAddress},
 		HealthProbeBindAddress:        opts.HealthProbeBindAddress,
+		PprofBindAddress:              opts.PprofBindAddress,
 		LeaderElection:                opts.LeaderElect,
 		LeaderElectionID:              opts.LeaderElectionID,
 		GracefulShutdownTimeout:       &opts.GracefulShutdown,
@@ -112,6 +114,7 @@ func run(ctx context.Context, opts Options) error {
 		Clock:                clock.RealClock{},
 		Recorder:             mgr.GetEventRecorder("kubedispatch"),
 		Metrics:              dispatch.NewMetrics(metrics.Registry),
+		MessageMetrics:       message.NewMetrics(metrics.Registry),
 		ClusterAuthNamespace: opts.Namespace,
 		CreateWorkers:        opts.CreateWorkers,
 		MaxCreatesPerTick:    int64(opts.MaxCreatesPerTick),
