@@ -94,7 +94,8 @@ func (r *Reconciler) init() {
 		r.sourceCache = newSourceCache()
 		r.pollers = newPollers(r, r.TriggerConcurrency, r.SecretRefresh)
 		r.messages = message.NewLoops(message.Config{Client: r.Client, APIReader: r.APIReader, Clock: r.Clock,
-			Recorder: r.Recorder, Metrics: r.MessageMetrics, NewReceiver: r.newReceiver, Wake: r.pollers.wake})
+			Recorder: r.Recorder, Metrics: r.MessageMetrics, NewReceiver: r.newReceiver, Wake: r.pollers.wake,
+			Log: ctrl.Log.WithName("message")})
 		if r.CreateWorkers <= 0 {
 			r.CreateWorkers = 32
 		}

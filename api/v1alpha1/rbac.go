@@ -11,9 +11,9 @@ package v1alpha1
 // +kubebuilder:rbac:groups=kubedispatch.io,resources=scaledjobs,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=kubedispatch.io,resources=scaledjobs/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=kubedispatch.io,resources=triggerauthentications;clustertriggerauthentications,verbs=get;list;watch
-// +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;create;delete
+// +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;create;delete;patch
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;create
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete

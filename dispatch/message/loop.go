@@ -65,6 +65,8 @@ type Config struct {
 	Wake chan<- event.GenericEvent
 	// ReceiveWait is the long-poll wait; DefaultReceiveWait when zero.
 	ReceiveWait time.Duration
+	// Log is the loops' logger (each loop adds the ScaledJob).
+	Log logr.Logger
 }
 
 // Loops runs one message loop per message-mode ScaledJob, on the leader only (a manager Runnable).
@@ -89,7 +91,7 @@ func NewLoops(cfg Config) *Loops {
 // Start runs until ctx ends; loops started by Ensure live under it.
 func (ls *Loops) Start(ctx context.Context) error {
 	ls.mu.Lock()
-	ls.base = ctx
+	ls.base = logr.NewContext(ctx, ls.cfg.Log)
 	ls.mu.Unlock()
 	<-ctx.Done()
 	ls.mu.Lock()

@@ -22,9 +22,12 @@ import (
 // Type is the trigger type this package implements.
 const Type = "aws-sqs-queue"
 
-// Register adds the aws-sqs-queue factory to r.
+// Register adds the aws-sqs-queue factory and its message-mode receiver factory to r.
 func Register(r *sources.Registry) error {
-	return r.Register(Type, New)
+	if err := r.Register(Type, New); err != nil {
+		return err
+	}
+	return r.RegisterReceiver(Type, NewReceiver)
 }
 
 // API is the single SQS call the source makes. *sqs.Client implements it; tests pass a fake.
@@ -49,6 +52,17 @@ func New(ctx context.Context, cfg sources.Config) (sources.Source, error) {
 	if err != nil {
 		return nil, err
 	}
+	client, err := newClient(ctx, cfg, m, creds)
+	if err != nil {
+		return nil, err
+	}
+	return newSource(m, client), nil
+}
+
+// newClient builds the SQS client of a parsed trigger (New and NewReceiver): the default AWS configuration with the
+// trigger's region, its static credentials (creds, nil for the default chain), its assumed role and its endpoint. It
+// makes no network call.
+func newClient(ctx context.Context, cfg sources.Config, m Metadata, creds aws.CredentialsProvider) (*awssqs.Client, error) {
 	opts := []func(*config.LoadOptions) error{config.WithRegion(m.Region)}
 	if creds != nil {
 		opts = append(opts, config.WithCredentialsProvider(creds))
@@ -62,12 +76,11 @@ func New(ctx context.Context, cfg sources.Config) (sources.Source, error) {
 	if role := cfg.Params().Auth(authRoleArn); role != "" {
 		awsCfg.Credentials = aws.NewCredentialsCache(stscreds.NewAssumeRoleProvider(sts.NewFromConfig(awsCfg), role))
 	}
-	client := awssqs.NewFromConfig(awsCfg, func(o *awssqs.Options) {
+	return awssqs.NewFromConfig(awsCfg, func(o *awssqs.Options) {
 		if m.Endpoint != "" {
 			o.BaseEndpoint = aws.String(m.Endpoint)
 		}
-	})
-	return newSource(m, client), nil
+	}), nil
 }
 
 // NewWithAPI validates cfg and returns a Source that reads through api. Authentication parameters are validated but
