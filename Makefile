@@ -13,8 +13,12 @@ help: ## List the targets
 	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*##/ {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: demo
-demo: prereqs binaries ## Local cluster + moto, the dispatcher, 50 SQS messages becoming Jobs (watch with kubectl)
+demo: prereqs binaries ## Local cluster + moto, the dispatcher, SQS messages becoming Jobs in count and message mode (watch with kubectl)
 	$(GO) run ./e2e/cmd/demo
+
+.PHONY: demo-message
+demo-message: prereqs binaries ## Only the message-mode part of the demo: one Job per message, acks after Complete, retries, a dead-letter queue
+	DEMO_MODE=message $(GO) run ./e2e/cmd/demo
 
 .PHONY: test
 test: prereqs binaries test-unit test-e2e ## Every test: unit, controller and end-to-end (builds what it needs)

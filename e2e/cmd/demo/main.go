@@ -1,7 +1,10 @@
 // Command demo is `make demo`: a local cluster (kube-apiserver, controller-manager, scheduler, etcd, kwok) with moto
 // for SQS, the dispatcher, the SQS ETL example from deploy/examples, 50 messages, and a worker simulator that plays
-// the Jobs' part. It prints `kubectl get ksj,jobs` snapshots until the queue is empty, then stops what it started.
+// the Jobs' part (count mode); then the message-mode PDF example from deploy/examples, where the dispatcher itself
+// receives each message, makes one Job per message, acks it after the Job completes and dead-letters the ones whose
+// Jobs keep failing. It prints `kubectl get ksj,jobs` snapshots until each part is done, then stops what it started.
 //
+// DEMO_MODE=count or DEMO_MODE=message runs one part only (`make demo-message` is the latter).
 // Set DEMO_KEEP=1 to leave the stack running afterwards (then `. .local/cluster.env`, and `make cluster-down`).
 package main
 
@@ -168,8 +171,28 @@ func run() error {
 		_ = disp.Wait()
 	}()
 
+	mode := os.Getenv("DEMO_MODE") // count, message, or both (default)
+	if mode != "message" {
+		if err := countDemo(ctx, root, c, cl, cs, q, queueURL, kubectl); err != nil {
+			return err
+		}
+	}
+	if mode != "count" {
+		if err := messageDemo(ctx, root, c, cl, kubectl); err != nil {
+			return err
+		}
+	}
+	if keep && started {
+		fmt.Printf("\nThe stack is still running (DEMO_KEEP): . .local/cluster.env; kubectl get ksj,jobs -n %s; make cluster-down when done.\n", namespace)
+	}
+	return nil
+}
+
+// countDemo is the count-mode part: the SQS ETL example, 50 messages, and the worker simulator taking one message
+// per Job, as KEDA's ScaledJob users run it.
+func countDemo(ctx context.Context, root string, c *cluster.Cluster, cl client.Client, cs kubernetes.Interface, q *sqs.Client, queueURL, kubectl string) error {
 	// 5. The example ScaledJob, pointed at moto.
-	step("Applying deploy/examples/sqs-etl.yaml, pointed at moto (pollingInterval 5s for the demo; kwok pods run 4s)")
+	step("Count mode. Applying deploy/examples/sqs-etl.yaml, pointed at moto (pollingInterval 5s for the demo; kwok pods run 4s)")
 	sj, ta, err := loadExample(filepath.Join(root, "deploy", "examples", "sqs-etl.yaml"))
 	if err != nil {
 		return err
@@ -238,9 +261,6 @@ func run() error {
 	show(ctx, kubectl, c.Kubeconfig, "get", "ksj", sj.Name, "-n", namespace, "-o", "wide")
 	fmt.Println("\nStatus and events of the ScaledJob:")
 	show(ctx, kubectl, c.Kubeconfig, "get", "events", "-n", namespace, "--field-selector", "involvedObject.kind=ScaledJob")
-	if keep && started {
-		fmt.Printf("\nThe stack is still running (DEMO_KEEP): . .local/cluster.env; kubectl get ksj,jobs -n %s; make cluster-down when done.\n", namespace)
-	}
 	return nil
 }
 
