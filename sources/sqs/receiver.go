@@ -104,6 +104,10 @@ var _ sources.Receiver = (*Receiver)(nil)
 // and authentication) and deadLetterQueueURL when it is set (an http(s) SQS queue URL other than the trigger's own
 // queue), and builds the SQS client as New does. It makes no network call.
 func NewReceiver(ctx context.Context, cfg sources.Config, deadLetterQueueURL string) (sources.Receiver, error) {
+	return newClients().newReceiver(ctx, cfg, deadLetterQueueURL)
+}
+
+func (c *clients) newReceiver(ctx context.Context, cfg sources.Config, deadLetterQueueURL string) (sources.Receiver, error) {
 	m, creds, err := parse(cfg)
 	if err != nil {
 		return nil, err
@@ -111,7 +115,7 @@ func NewReceiver(ctx context.Context, cfg sources.Config, deadLetterQueueURL str
 	if err := validateDeadLetter(m, deadLetterQueueURL); err != nil {
 		return nil, err
 	}
-	client, err := newClient(ctx, cfg, m, creds)
+	client, err := c.newClient(ctx, cfg, m, creds)
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -22,12 +23,38 @@ import (
 // Type is the trigger type this package implements.
 const Type = "aws-sqs-queue"
 
-// Register adds the aws-sqs-queue factory and its message-mode receiver factory to r.
+// Register adds the aws-sqs-queue factory and its message-mode receiver factory to r. The sources and receivers
+// it builds share one AWS configuration per region: one HTTP client (one connection pool, and a custom CA bundle
+// such as AWS_CA_BUNDLE parsed once instead of once per trigger).
 func Register(r *sources.Registry) error {
-	if err := r.Register(Type, New); err != nil {
+	c := newClients()
+	if err := r.Register(Type, c.newSource); err != nil {
 		return err
 	}
-	return r.RegisterReceiver(Type, NewReceiver)
+	return r.RegisterReceiver(Type, c.newReceiver)
+}
+
+// clients builds SQS clients from a default AWS configuration loaded once per region.
+type clients struct {
+	mu   sync.Mutex
+	base map[string]aws.Config
+}
+
+func newClients() *clients { return &clients{base: map[string]aws.Config{}} }
+
+// config returns a copy of the region's default configuration, loading it on first use.
+func (c *clients) config(ctx context.Context, region string) (aws.Config, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cfg, ok := c.base[region]; ok {
+		return cfg.Copy(), nil
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, config.WithRegion(region))
+	if err != nil {
+		return aws.Config{}, err
+	}
+	c.base[region] = cfg
+	return cfg.Copy(), nil
 }
 
 // API is the single SQS call the source makes. *sqs.Client implements it; tests pass a fake.
@@ -48,11 +75,15 @@ var _ sources.Source = (*Source)(nil)
 // configuration (which honours AWS_ENDPOINT_URL_SQS and the environment's credentials), the trigger's region, its
 // optional endpoint and its static credentials if any. It makes no network call.
 func New(ctx context.Context, cfg sources.Config) (sources.Source, error) {
+	return newClients().newSource(ctx, cfg)
+}
+
+func (c *clients) newSource(ctx context.Context, cfg sources.Config) (sources.Source, error) {
 	m, creds, err := parse(cfg)
 	if err != nil {
 		return nil, err
 	}
-	client, err := newClient(ctx, cfg, m, creds)
+	client, err := c.newClient(ctx, cfg, m, creds)
 	if err != nil {
 		return nil, err
 	}
@@ -62,14 +93,13 @@ func New(ctx context.Context, cfg sources.Config) (sources.Source, error) {
 // newClient builds the SQS client of a parsed trigger (New and NewReceiver): the default AWS configuration with the
 // trigger's region, its static credentials (creds, nil for the default chain), its assumed role and its endpoint. It
 // makes no network call.
-func newClient(ctx context.Context, cfg sources.Config, m Metadata, creds aws.CredentialsProvider) (*awssqs.Client, error) {
-	opts := []func(*config.LoadOptions) error{config.WithRegion(m.Region)}
-	if creds != nil {
-		opts = append(opts, config.WithCredentialsProvider(creds))
-	}
-	awsCfg, err := config.LoadDefaultConfig(ctx, opts...)
+func (c *clients) newClient(ctx context.Context, cfg sources.Config, m Metadata, creds aws.CredentialsProvider) (*awssqs.Client, error) {
+	awsCfg, err := c.config(ctx, m.Region)
 	if err != nil {
 		return nil, fmt.Errorf("loading AWS configuration for SQS queue %s: %w", m.QueueName, err)
+	}
+	if creds != nil {
+		awsCfg.Credentials = aws.NewCredentialsCache(creds)
 	}
 	// podIdentity aws with roleArn (TriggerAuthentication spec.podIdentity.roleArn, passed as awsRoleArn): assume that
 	// role with the dispatcher's own identity, as KEDA does.
