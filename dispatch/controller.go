@@ -95,7 +95,8 @@ func (r *Reconciler) init() {
 		r.pollers = newPollers(r, r.TriggerConcurrency, r.SecretRefresh)
 		r.messages = message.NewLoops(message.Config{Client: r.Client, APIReader: r.APIReader, Clock: r.Clock,
 			Recorder: r.Recorder, Metrics: r.MessageMetrics, NewReceiver: r.newReceiver, Wake: r.pollers.wake,
-			Log: ctrl.Log.WithName("message")})
+			Log: ctrl.Log.WithName("message"), SecretRefresh: r.pollers.SecretRefresh,
+			OnJobCreated: func(namespace, name string) { r.Metrics.JobsCreated.WithLabelValues(namespace, name).Inc() }})
 		if r.CreateWorkers <= 0 {
 			r.CreateWorkers = 32
 		}

@@ -89,7 +89,7 @@ func (r *Reconciler) reconcileMessage(ctx context.Context, sj *v1alpha1.ScaledJo
 
 	var actErr error
 	if obs.jobs != nil {
-		actErr = r.pruneHistory(ctx, sj, message.Prunable(obs.jobs))
+		actErr = r.pruneHistory(ctx, sj, message.Prunable(obs.jobs, r.Clock.Now()))
 	}
 	r.Metrics.Ticks.WithLabelValues(sj.Namespace, sj.Name).Inc()
 	if err := r.writeStatus(ctx, sj, status); err != nil {

@@ -33,7 +33,7 @@ var ErrPayloadTooLarge = errors.New("message body is too large for a Secret")
 
 const (
 	// messageVolume is the name of the Secret volume holding the message body.
-	messageVolume = "kubedispatch-message"
+	messageVolume = v1alpha1.PayloadVolume
 	// keyLength is the number of hex characters of a message key.
 	keyLength = 16
 	// payloadMode is the file mode of the mounted body: readable by any user the container runs as.

@@ -28,6 +28,8 @@ const (
 	DefaultPayloadMountPath = "/var/run/kubedispatch/message"
 	// PayloadFile is the body's file name inside the mount path.
 	PayloadFile = "body"
+	// PayloadVolume is the name of the Secret volume that holds the body; templates must not use it.
+	PayloadVolume = "kubedispatch-message"
 	// MaxParameters bounds spec.dispatch.parameters.
 	MaxParameters = 64
 )

@@ -5,6 +5,7 @@ import (
 	"path"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
@@ -48,6 +49,7 @@ func validateDispatch(s *ScaledJobSpec, p *field.Path) field.ErrorList {
 			errs = append(errs, field.Invalid(mp, pl.MountPath, "must not be the root directory"))
 		}
 	}
+	errs = append(errs, validatePayloadPlacement(s, p)...)
 	containers := map[string]bool{}
 	for _, c := range s.JobTargetRef.Template.Spec.Containers {
 		containers[c.Name] = true
@@ -101,6 +103,9 @@ func validateParameter(prm Parameter, p *field.Path, containers map[string]bool)
 		for _, msg := range validation.IsQualifiedName(strings.ToLower(k)) {
 			errs = append(errs, field.Invalid(tp.Child("podAnnotation"), k, msg))
 		}
+		if strings.HasPrefix(k, GroupVersion.Group+"/") {
+			errs = append(errs, field.Invalid(tp.Child("podAnnotation"), k, "the kubedispatch.io/ prefix is reserved for the annotations the dispatcher sets"))
+		}
 	}
 	if k := prm.To.PodLabel; k != "" {
 		for _, msg := range validation.IsQualifiedName(k) {
@@ -129,4 +134,31 @@ func contains(list []string, v string) bool {
 		}
 	}
 	return false
+}
+
+// validatePayloadPlacement refuses a template that already uses the payload's volume name or mounts something at
+// the payload's mount path: every message's Job would fail to build.
+func validatePayloadPlacement(s *ScaledJobSpec, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	pod := p.Child("jobTargetRef", "template", "spec")
+	for i, v := range s.JobTargetRef.Template.Spec.Volumes {
+		if v.Name == PayloadVolume {
+			errs = append(errs, field.Invalid(pod.Child("volumes").Index(i).Child("name"), v.Name,
+				"is reserved in message mode for the message payload's volume"))
+		}
+	}
+	mountPath := path.Clean(s.PayloadMountPath())
+	check := func(kind string, cs []corev1.Container) {
+		for i, c := range cs {
+			for j, m := range c.VolumeMounts {
+				if path.Clean(m.MountPath) == mountPath {
+					errs = append(errs, field.Invalid(pod.Child(kind).Index(i).Child("volumeMounts").Index(j).Child("mountPath"), m.MountPath,
+						"is where message mode mounts the payload (spec.dispatch.payload.mountPath): choose another path for one of them"))
+				}
+			}
+		}
+	}
+	check("containers", s.JobTargetRef.Template.Spec.Containers)
+	check("initContainers", s.JobTargetRef.Template.Spec.InitContainers)
+	return errs
 }

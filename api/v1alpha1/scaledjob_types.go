@@ -137,6 +137,7 @@ type ScaledJobSpec struct {
 	// dispatch says how pending work becomes Jobs: counted (mode count, the default, as KEDA does) or message by
 	// message (mode message).
 	// +optional
+	// +kubebuilder:default={}
 	Dispatch *Dispatch `json:"dispatch,omitempty"`
 
 	// envSourceContainerName names the container of jobTargetRef.template whose environment resolves trigger

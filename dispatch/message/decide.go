@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -159,10 +160,16 @@ func Attempts(jobs []batchv1.Job) []Attempt {
 	return out
 }
 
+// UnsettledRetention is how long a finished Job whose message was never settled is kept (its message left the
+// queue without coming back: redriven, expired, or the queue changed). A held message comes back within its
+// visibility timeout, and SQS caps that at 12 hours.
+const UnsettledRetention = 24 * time.Hour
+
 // Prunable returns the finished message Jobs that history limits may delete: those whose message is settled
-// (acked or dead-lettered), and released ones that a later attempt of the same message follows. The latest Job
-// of a message whose fate is open is the record of its attempts and is kept.
-func Prunable(jobs []batchv1.Job) []batchv1.Job {
+// (acked or dead-lettered), released ones that a later attempt of the same message follows, and any that finished
+// more than UnsettledRetention before now. The latest Job of a message whose fate is open is the record of its
+// attempts and is kept.
+func Prunable(jobs []batchv1.Job, now time.Time) []batchv1.Job {
 	latest := map[string]int32{}
 	for i := range jobs {
 		key := jobs[i].Labels[v1alpha1.LabelMessage]
@@ -182,9 +189,36 @@ func Prunable(jobs []batchv1.Job) []batchv1.Job {
 		case v1alpha1.OutcomeReleased:
 			if AttemptOf(j) < latest[j.Labels[v1alpha1.LabelMessage]] {
 				out = append(out, *j)
+				continue
+			}
+			fallthrough
+		default:
+			if at := finishedAt(j); !at.IsZero() && now.Sub(at) > UnsettledRetention {
+				out = append(out, *j)
 			}
 		}
 	}
 	sort.Slice(out, func(a, b int) bool { return out[a].Name < out[b].Name })
 	return out
+}
+
+// RetryDelay is how long a message whose attempt-th Job failed stays invisible before its next delivery: 5 s
+// doubling per attempt, at most 5 minutes, so a broken template does not run a queue into the dead-letter queue
+// in seconds.
+func RetryDelay(attempt int32) time.Duration {
+	d := 5 * time.Second
+	for i := int32(1); i < attempt && d < 5*time.Minute; i++ {
+		d *= 2
+	}
+	return min(d, 5*time.Minute)
+}
+
+// finishedAt is when a Job's Complete or Failed condition became true (zero when unfinished).
+func finishedAt(j *batchv1.Job) time.Time {
+	for _, c := range j.Status.Conditions {
+		if (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed) && c.Status == corev1.ConditionTrue {
+			return c.LastTransitionTime.Time
+		}
+	}
+	return time.Time{}
 }

@@ -2,6 +2,7 @@ package message
 
 import (
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	batchv1 "k8s.io/api/batch/v1"
@@ -107,26 +108,43 @@ func TestPrunable(t *testing.T) {
 		msgJob("c-1", "c", "1", Complete, ""),                     // complete, ack not recorded yet
 		msgJob("d-1", "d", "1", Unfinished, ""),                   // running
 		msgJob("e-2", "e", "2", Failed, v1alpha1.OutcomeDeadLettered),
+		msgJob("f-1", "f", "1", Complete, ""), // finished long ago, its message never came back
 	}
+	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	for i := range jobs {
+		for j := range jobs[i].Status.Conditions {
+			jobs[i].Status.Conditions[j].LastTransitionTime = metav1.NewTime(now.Add(-time.Hour))
+		}
+	}
+	jobs[6].Status.Conditions[0].LastTransitionTime = metav1.NewTime(now.Add(-UnsettledRetention - time.Minute))
 	var got []string
-	for _, j := range Prunable(jobs) {
+	for _, j := range Prunable(jobs, now) {
 		got = append(got, j.Name)
 	}
-	if diff := cmp.Diff([]string{"a-1", "a-2", "e-2"}, got); diff != "" {
+	if diff := cmp.Diff([]string{"a-1", "a-2", "e-2", "f-1"}, got); diff != "" {
 		t.Errorf("Prunable (-want +got):\n%s", diff)
 	}
 }
 
 func TestStateOf(t *testing.T) {
-	if st, reason := StateOf(ptr(msgJob("x", "k", "1", Failed, ""))); st != Failed || reason != "BackoffLimitExceeded: boom" {
+	if st, reason := StateOf(addr(msgJob("x", "k", "1", Failed, ""))); st != Failed || reason != "BackoffLimitExceeded: boom" {
 		t.Errorf("StateOf(failed) = %v, %q", st, reason)
 	}
-	if st, _ := StateOf(ptr(msgJob("x", "k", "1", Unfinished, ""))); st != Unfinished {
+	if st, _ := StateOf(addr(msgJob("x", "k", "1", Unfinished, ""))); st != Unfinished {
 		t.Errorf("StateOf(running) = %v", st)
 	}
-	if n := AttemptOf(ptr(msgJob("x", "k", "zz", Unfinished, ""))); n != 0 {
+	if n := AttemptOf(addr(msgJob("x", "k", "zz", Unfinished, ""))); n != 0 {
 		t.Errorf("AttemptOf(malformed) = %d, want 0", n)
 	}
 }
 
-func ptr[T any](v T) *T { return &v }
+func addr[T any](v T) *T { return &v }
+
+func TestRetryDelay(t *testing.T) {
+	cases := map[int32]time.Duration{1: 5 * time.Second, 2: 10 * time.Second, 3: 20 * time.Second, 8: 5 * time.Minute, 100: 5 * time.Minute}
+	for attempt, want := range cases {
+		if got := RetryDelay(attempt); got != want {
+			t.Errorf("RetryDelay(%d) = %v, want %v", attempt, got, want)
+		}
+	}
+}

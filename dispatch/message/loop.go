@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -67,6 +66,10 @@ type Config struct {
 	ReceiveWait time.Duration
 	// Log is the loops' logger (each loop adds the ScaledJob).
 	Log logr.Logger
+	// SecretRefresh is the longest a receiver (its credentials) is used before being built again; 0: never.
+	SecretRefresh time.Duration
+	// OnJobCreated is called for each Job created (the dispatcher's Job metrics).
+	OnJobCreated func(namespace, scaledJob string)
 }
 
 // Loops runs one message loop per message-mode ScaledJob, on the leader only (a manager Runnable).
@@ -128,7 +131,7 @@ func (ls *Loops) Ensure(sj *v1alpha1.ScaledJob) bool {
 	l := &loop{cfg: &ls.cfg, nn: types.NamespacedName{Namespace: sj.Namespace, Name: sj.Name}, hash: hash, cancel: cancel,
 		slot: make(chan struct{}, 1), settle: make(chan struct{}, 1), held: map[string]*held{}}
 	if m := sj.Status.Messages; m != nil {
-		l.totals = Totals{Acked: m.Acked, Released: m.Released, DeadLettered: m.DeadLettered, LastDeadLetter: m.LastDeadLetter}
+		l.totals = Totals{Acked: m.Acked, Released: m.Released, DeadLettered: m.DeadLettered, LeaseErrors: m.LeaseErrors, LastDeadLetter: m.LastDeadLetter}
 	}
 	l.setSpec(sj)
 	ls.running[key] = l
@@ -219,6 +222,8 @@ type loop struct {
 	slot   chan struct{} // a slot may have freed: receive again
 	settle chan struct{} // a Job finished: check held messages now
 
+	admits sync.WaitGroup // messages being turned into Jobs
+
 	mu         sync.Mutex
 	sj         *v1alpha1.ScaledJob
 	held       map[string]*held
@@ -278,21 +283,45 @@ func (l *loop) labels() []string { return []string{l.nn.Namespace, l.nn.Name} }
 func (l *loop) run(ctx context.Context) {
 	log := logr.FromContextOrDiscard(ctx).WithValues("scaledJob", l.nn.String())
 	ctx = logr.NewContext(ctx, log)
-	var recv sources.Receiver
-	for attempt := 0; recv == nil; attempt++ {
-		r, err := l.cfg.NewReceiver(ctx, l.spec())
-		if err == nil {
-			recv = r
-			break
+	for failures := 0; ctx.Err() == nil; {
+		recv, err := l.cfg.NewReceiver(ctx, l.spec())
+		if err != nil {
+			l.setReceiveErr(fmt.Errorf("building the receiver: %w", err))
+			if !l.sleep(ctx, backoff(failures)) {
+				return
+			}
+			failures++
+			continue
 		}
-		l.setReceiveErr(fmt.Errorf("building the receiver: %w", err))
-		if !l.sleep(ctx, backoff(attempt)) {
-			return
-		}
+		failures = 0
+		l.serve(ctx, recv)
 	}
+}
+
+// serve receives and keeps with recv until ctx ends, the queue refuses the credentials, or SecretRefresh passes:
+// then run builds a new receiver (credentials read again). Held messages stay held: their handles do not depend on
+// the client.
+func (l *loop) serve(ctx context.Context, recv sources.Receiver) {
 	defer recv.Close()
-	go l.keep(ctx, recv)
-	l.receive(ctx, recv)
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if l.cfg.SecretRefresh > 0 {
+		t := l.cfg.Clock.NewTimer(l.cfg.SecretRefresh)
+		go func() {
+			defer t.Stop()
+			select {
+			case <-t.C():
+				cancel()
+			case <-sctx.Done():
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); l.keep(sctx, recv) }()
+	l.receive(sctx, cancel, recv)
+	cancel()
+	<-done
+	l.admits.Wait()
 }
 
 func (l *loop) setReceiveErr(err error) {
@@ -329,8 +358,8 @@ func backoff(n int) time.Duration {
 	return min(d, 30*time.Second)
 }
 
-// receive long-polls into the free slots until ctx ends.
-func (l *loop) receive(ctx context.Context, recv sources.Receiver) {
+// receive long-polls into the free slots until ctx ends; refused credentials end the receiver (rebuild).
+func (l *loop) receive(ctx context.Context, rebuild context.CancelFunc, recv sources.Receiver) {
 	failures := 0
 	for ctx.Err() == nil {
 		sj := l.spec()
@@ -357,6 +386,9 @@ func (l *loop) receive(ctx context.Context, recv sources.Receiver) {
 				return
 			}
 			l.setReceiveErr(fmt.Errorf("receiving messages: %w", err))
+			if errors.Is(err, sources.ErrUnauthorized) {
+				rebuild() // read the credentials again (a rotated Secret)
+			}
 			if !l.sleep(ctx, backoff(failures)) {
 				return
 			}
@@ -365,8 +397,16 @@ func (l *loop) receive(ctx context.Context, recv sources.Receiver) {
 		}
 		failures = 0
 		l.setReceiveErr(nil)
+		// Each new message becomes its Job in parallel (a batch of 10 made one after the other would wait ten
+		// create round trips); the next receive counts them as held already.
 		for i := range msgs {
-			l.admit(ctx, sj, recv, msgs[i])
+			if h, fresh := l.hold(msgs[i]); fresh {
+				l.admits.Add(1)
+				go func() {
+					defer l.admits.Done()
+					l.admit(ctx, sj, recv, h)
+				}()
+			}
 		}
 	}
 }
@@ -392,21 +432,32 @@ func (l *loop) freeSlots(ctx context.Context, sj *v1alpha1.ScaledJob) (int, erro
 	return FreeSlots(sj.Spec.MaxReplicas(), unfinished, heldJobs), nil
 }
 
-// admit takes a received message: a redelivery of a held one only refreshes its handle; otherwise its Jobs decide.
-func (l *loop) admit(ctx context.Context, sj *v1alpha1.ScaledJob, recv sources.Receiver, m sources.Message) {
+// hold records a received message as held; a redelivery of one held already only refreshes its receipt handle
+// (always the latest) and reports false.
+func (l *loop) hold(m sources.Message) (*held, bool) {
 	key := jobtemplate.MessageKey(m.Queue, m.ID)
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	if h, ok := l.held[key]; ok {
-		h.msg.Handle, h.msg.LeaseUntil = m.Handle, m.LeaseUntil // always the latest receipt handle
-		l.mu.Unlock()
-		return
+		h.msg.Handle, h.msg.LeaseUntil = m.Handle, m.LeaseUntil
+		return h, false
 	}
 	h := &held{msg: m, key: key}
 	l.held[key] = h
 	l.dirty = true
-	l.mu.Unlock()
+	return h, true
+}
+
+// admit decides a newly held message by its Jobs: create the next attempt, adopt, ack or dead-letter.
+func (l *loop) admit(ctx context.Context, sj *v1alpha1.ScaledJob, recv sources.Receiver, h *held) {
+	key := h.key
 	l.cfg.Metrics.Messages.WithLabelValues(l.nn.Namespace, l.nn.Name, "received").Inc()
 	l.cfg.Metrics.Held.WithLabelValues(l.labels()...).Set(float64(l.heldCount()))
+	if v1alpha1.IsPaused(l.spec()) {
+		// Paused while this long poll was open: hand it back untouched.
+		l.settleMessage(ctx, sj, recv, h, Action{Kind: Release, Reason: "the ScaledJob is paused"}, 0)
+		return
+	}
 
 	var jobs batchv1.JobList
 	if err := l.cfg.Client.List(ctx, &jobs, client.InNamespace(sj.Namespace),
@@ -458,6 +509,9 @@ func (l *loop) create(ctx context.Context, sj *v1alpha1.ScaledJob, recv sources.
 			l.cfg.Metrics.DispatchLatency.WithLabelValues(l.labels()...).Observe(now.Sub(h.msg.EnqueuedAt).Seconds())
 		}
 		log.V(1).Info("Created Job for message", "job", job.Name, "messageId", h.msg.ID, "attempt", attempt)
+		if l.cfg.OnJobCreated != nil {
+			l.cfg.OnJobCreated(l.nn.Namespace, l.nn.Name)
+		}
 		l.mu.Lock()
 		h.job, h.attempt, h.since, h.secret = job.Name, attempt, now, true
 		l.mu.Unlock()
@@ -466,6 +520,11 @@ func (l *loop) create(ctx context.Context, sj *v1alpha1.ScaledJob, recv sources.
 		var existing batchv1.Job
 		if gerr := l.cfg.APIReader.Get(ctx, client.ObjectKeyFromObject(job), &existing); gerr != nil {
 			l.apply(ctx, sj, recv, h, Action{Kind: Release, Reason: gerr.Error()}, retryReleaseDelay)
+			return
+		}
+		if !metav1.IsControlledBy(&existing, sj) {
+			l.settleMessage(ctx, sj, recv, h, Action{Kind: DeadLetter, Attempt: attempt, Reason: fmt.Sprintf(
+				"the message's Job name %s is taken by a Job this ScaledJob does not own (two ScaledJobs whose names share a long prefix on one queue?)", existing.Name)}, 0)
 			return
 		}
 		st, reason := StateOf(&existing)
@@ -480,13 +539,11 @@ func (l *loop) create(ctx context.Context, sj *v1alpha1.ScaledJob, recv sources.
 	}
 }
 
-// permanentCreateError reports whether the API server refused the Job for good (invalid, forbidden by admission),
-// as opposed to a quota that may free up or a transient failure.
+// permanentCreateError reports whether the API server refused the Job itself (invalid), as opposed to a refusal
+// that may pass later: a quota, an admission policy or missing permissions (Forbidden), a terminating namespace,
+// or a transient failure. Those hand the message back instead of dead-lettering it.
 func permanentCreateError(err error) bool {
-	if apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) {
-		return true
-	}
-	return apierrors.IsForbidden(err) && !strings.Contains(err.Error(), "exceeded quota")
+	return apierrors.IsInvalid(err) || apierrors.IsBadRequest(err)
 }
 
 // ensureSecret creates the payload Secret owned by the Job (so it goes with it); a failure is retried by the keeper.
@@ -552,7 +609,10 @@ func (l *loop) keepOnce(ctx context.Context, recv sources.Receiver) {
 		pending, jobName, attempt, since, secret := h.pending, h.job, h.attempt, h.since, h.secret
 		l.mu.Unlock()
 		if pending != nil {
-			l.settleMessage(ctx, sj, recv, h, *pending, 0)
+			l.settleMessage(ctx, sj, recv, h, *pending, pendingDelay(*pending))
+			if l.isHeld(h) {
+				l.renew(ctx, recv, h, lease) // still failing: keep the lease while retrying
+			}
 			continue
 		}
 		if jobName == "" {
@@ -578,27 +638,51 @@ func (l *loop) keepOnce(ctx context.Context, recv sources.Receiver) {
 			}
 			st, reason := StateOf(&job)
 			if act := Settle(Attempt{Number: attempt, Job: jobName, State: st, Reason: reason}, sj.Spec.MaxDeliveries()); act.Kind != Adopt {
-				l.settleMessage(ctx, sj, recv, h, act, 0)
+				l.settleMessage(ctx, sj, recv, h, act, pendingDelay(act))
 				continue
 			}
 		}
-		if now := l.cfg.Clock.Now(); !h.msg.LeaseUntil.After(now.Add(lease * 2 / 3)) {
-			until, err := recv.Extend(ctx, &h.msg, now)
-			switch {
-			case err == nil:
-				l.mu.Lock()
-				h.msg.LeaseUntil = until
-				l.mu.Unlock()
-			case errors.Is(err, sources.ErrLeaseLost):
-				// The queue will deliver it again; the Job stays bound to it by name and is adopted then.
-				l.countLeaseError()
-				l.drop(h)
-			default:
-				l.countLeaseError()
-				logr.FromContextOrDiscard(ctx).V(1).Info("Lease renewal failed; retrying", "messageId", h.msg.ID, "err", err)
-			}
-		}
+		l.renew(ctx, recv, h, lease)
 	}
+}
+
+// renew extends h's lease once less than two thirds of it remain (renewing at about a third of the lease).
+func (l *loop) renew(ctx context.Context, recv sources.Receiver, h *held, lease time.Duration) {
+	now := l.cfg.Clock.Now()
+	l.mu.Lock()
+	until := h.msg.LeaseUntil
+	l.mu.Unlock()
+	if until.After(now.Add(lease * 2 / 3)) {
+		return
+	}
+	newUntil, err := recv.Extend(ctx, &h.msg, now)
+	switch {
+	case err == nil:
+		l.mu.Lock()
+		h.msg.LeaseUntil = newUntil
+		l.mu.Unlock()
+	case errors.Is(err, sources.ErrLeaseLost):
+		// The queue will deliver it again; the Job stays bound to it by name and is adopted then.
+		l.countLeaseError()
+		l.drop(h)
+	default:
+		l.countLeaseError()
+		logr.FromContextOrDiscard(ctx).V(1).Info("Lease renewal failed; retrying", "messageId", h.msg.ID, "err", err)
+	}
+}
+
+func (l *loop) isHeld(h *held) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.held[h.key] == h
+}
+
+// pendingDelay is the release delay of a retried settle: the back-off of a failed attempt.
+func pendingDelay(act Action) time.Duration {
+	if act.Kind == Release && act.Job != "" {
+		return RetryDelay(act.Attempt)
+	}
+	return 0
 }
 
 func (l *loop) countLeaseError() {
