@@ -37,6 +37,7 @@ test-e2e: prereqs binaries ## End-to-end tests on the local control plane, moto 
 bench: prereqs binaries ## Burst and drain-at-the-cap benchmarks on the local cluster; results under bench/results/
 	$(GO) run ./bench/burst
 	$(GO) run ./bench/drain
+	$(GO) run ./bench/message
 
 .PHONY: bench-scale
 bench-scale: prereqs binaries ## 1,000 mostly idle ScaledJobs (tick lag, API load, CPU, RSS) and memory with 12k Jobs; results under bench/results/

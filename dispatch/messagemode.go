@@ -29,8 +29,8 @@ func (r *Reconciler) newReceiver(ctx context.Context, sj *v1alpha1.ScaledJob) (s
 		return nil, fmt.Errorf("building the receiver of %s/%s: message mode needs exactly one trigger, have %d", sj.Namespace, sj.Name, len(cfgs))
 	}
 	deadLetter := ""
-	if d := sj.Spec.Dispatch; d != nil && d.DeadLetter != nil {
-		deadLetter = d.DeadLetter.QueueURL
+	if d := sj.Spec.Dispatch; d != nil {
+		deadLetter = d.DeadLetter.DeadLetterFor(cfgs[0].Type)
 	}
 	return r.Registry.NewReceiver(ctx, cfgs[0], deadLetter)
 }

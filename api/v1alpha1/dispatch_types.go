@@ -102,12 +102,28 @@ type Dispatch struct {
 	Parameters []Parameter `json:"parameters,omitempty"`
 }
 
-// DeadLetter names the dead-letter destination.
+// DeadLetter names the dead-letter destination: queueURL for aws-sqs-queue, topic for gcp-pubsub.
 type DeadLetter struct {
 	// queueURL is the SQS queue that receives dead-lettered messages, with the failure in message attributes
 	// (kubedispatch-reason, kubedispatch-scaledjob, kubedispatch-deliveries, kubedispatch-job).
 	// +optional
 	QueueURL string `json:"queueURL,omitempty"`
+	// topic is the Pub/Sub topic (an ID in the subscription's project, or projects/<project>/topics/<id>) that
+	// receives dead-lettered messages, with the failure in attributes as for SQS. Without it, the subscription's own
+	// dead-letter policy's topic is used when it has one.
+	// +optional
+	Topic string `json:"topic,omitempty"`
+}
+
+// DeadLetterFor returns the dead-letter destination for the trigger type: queueURL for SQS, topic for Pub/Sub.
+func (d *DeadLetter) DeadLetterFor(triggerType string) string {
+	if d == nil {
+		return ""
+	}
+	if triggerType == "gcp-pubsub" {
+		return d.Topic
+	}
+	return d.QueueURL
 }
 
 // Payload places the message body in the Job.

@@ -11,7 +11,7 @@ import (
 )
 
 // MessageTriggerTypes are the trigger types message mode can receive from.
-var MessageTriggerTypes = []string{"aws-sqs-queue"}
+var MessageTriggerTypes = []string{"aws-sqs-queue", "gcp-pubsub"}
 
 // validateDispatch checks spec.dispatch: the mode, and in message mode the single queue trigger, the payload path
 // and every parameter (one source, one destination, valid names).
@@ -35,8 +35,17 @@ func validateDispatch(s *ScaledJobSpec, p *field.Path) field.ErrorList {
 	case !contains(MessageTriggerTypes, s.Triggers[0].Type):
 		errs = append(errs, field.NotSupported(p.Child("triggers").Index(0).Child("type"), s.Triggers[0].Type, MessageTriggerTypes))
 	}
-	if dl := d.DeadLetter; dl != nil && dl.QueueURL != "" && !strings.HasPrefix(dl.QueueURL, "https://") && !strings.HasPrefix(dl.QueueURL, "http://") {
-		errs = append(errs, field.Invalid(dp.Child("deadLetter", "queueURL"), dl.QueueURL, "must be an http(s) SQS queue URL"))
+	if dl := d.DeadLetter; dl != nil && len(s.Triggers) == 1 {
+		typ := s.Triggers[0].Type
+		if dl.QueueURL != "" && typ != "aws-sqs-queue" {
+			errs = append(errs, field.Invalid(dp.Child("deadLetter", "queueURL"), dl.QueueURL, "is for aws-sqs-queue triggers; use deadLetter.topic for gcp-pubsub"))
+		}
+		if dl.Topic != "" && typ != "gcp-pubsub" {
+			errs = append(errs, field.Invalid(dp.Child("deadLetter", "topic"), dl.Topic, "is for gcp-pubsub triggers; use deadLetter.queueURL for aws-sqs-queue"))
+		}
+		if dl.QueueURL != "" && !strings.HasPrefix(dl.QueueURL, "https://") && !strings.HasPrefix(dl.QueueURL, "http://") {
+			errs = append(errs, field.Invalid(dp.Child("deadLetter", "queueURL"), dl.QueueURL, "must be an http(s) SQS queue URL"))
+		}
 	}
 	if pl := d.Payload; pl != nil && pl.MountPath != "" {
 		mp := dp.Child("payload", "mountPath")

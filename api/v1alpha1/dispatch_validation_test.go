@@ -28,6 +28,11 @@ func TestValidateDispatch(t *testing.T) {
 			want: []string{"spec.dispatch.maxDeliveries"}},
 		"two triggers": {sj: makeScaledJob(withDispatch(message), withTriggers(
 			ScaleTrigger{Type: "aws-sqs-queue"}, ScaleTrigger{Type: "aws-sqs-queue", Name: "b"})), want: []string{"spec.triggers"}},
+		"message mode on a Pub/Sub subscription with a dead-letter topic": {sj: makeScaledJob(withDispatch(Dispatch{Mode: ModeMessage,
+			DeadLetter: &DeadLetter{Topic: "dead"}}), withTriggers(ScaleTrigger{Type: "gcp-pubsub"}))},
+		"dead-letter fields of the other queue type": {sj: makeScaledJob(withDispatch(Dispatch{Mode: ModeMessage,
+			DeadLetter: &DeadLetter{Topic: "dead", QueueURL: "https://sqs/1/dlq"}}), withTriggers(ScaleTrigger{Type: "gcp-pubsub"})),
+			want: []string{"spec.dispatch.deadLetter.queueURL"}},
 		"cron cannot be received from": {sj: makeScaledJob(withDispatch(message), withTriggers(ScaleTrigger{Type: "cron"})),
 			want: []string{"spec.triggers[0].type"}},
 		"two triggers in count mode are fine": {sj: makeScaledJob(withTriggers(

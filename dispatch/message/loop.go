@@ -713,15 +713,15 @@ func (l *loop) settleMessage(ctx context.Context, sj *v1alpha1.ScaledJob, recv s
 	case Release:
 		err, outcome, action = recv.Release(ctx, &h.msg, releaseDelay), v1alpha1.OutcomeReleased, "released"
 	case DeadLetter:
-		if sj.Spec.Dispatch == nil || sj.Spec.Dispatch.DeadLetter == nil || sj.Spec.Dispatch.DeadLetter.QueueURL == "" {
-			// No destination of ours: leave it to the queue's redrive policy, out of the way for a while.
+		details := map[string]string{"kubedispatch-scaledjob": sj.Namespace + "/" + sj.Name, "kubedispatch-deliveries": strconv.Itoa(int(act.Attempt))}
+		if act.Job != "" {
+			details["kubedispatch-job"] = act.Job
+		}
+		err, outcome, action = recv.DeadLetter(ctx, &h.msg, act.Reason, details), v1alpha1.OutcomeDeadLettered, "dead_lettered"
+		if errors.Is(err, sources.ErrNoDeadLetter) {
+			// No destination (neither ours nor the queue's own): it was handed back; keep it out of the way for a
+			// while so the queue's redrive policy, if any, can act without the message coming straight back.
 			err, outcome, action = recv.Release(ctx, &h.msg, exhaustedReleaseDelay), v1alpha1.OutcomeReleased, "released"
-		} else {
-			details := map[string]string{"kubedispatch-scaledjob": sj.Namespace + "/" + sj.Name, "kubedispatch-deliveries": strconv.Itoa(int(act.Attempt))}
-			if act.Job != "" {
-				details["kubedispatch-job"] = act.Job
-			}
-			err, outcome, action = recv.DeadLetter(ctx, &h.msg, act.Reason, details), v1alpha1.OutcomeDeadLettered, "dead_lettered"
 		}
 		l.cfg.Recorder.Eventf(sj, nil, corev1.EventTypeWarning, ReasonDeadLettered, "DeadLetter", "message %s: %s", h.msg.ID, truncate(act.Reason, 900))
 	}

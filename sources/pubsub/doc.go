@@ -18,4 +18,8 @@
 //
 // The project is, in order: the one in a full resource name; the projectID key; the service account key's
 // project_id; and, with podIdentity gcp only, the controller's own GOOGLE_CLOUD_PROJECT environment variable.
+//
+// In message mode, Receiver pulls the trigger's subscription with unary Pull calls, leases each message with the
+// subscription's ack deadline and acknowledges, nacks or dead-letters it to a Pub/Sub topic (see Receiver); it
+// honours PUBSUB_EMULATOR_HOST as Google's libraries do.
 package pubsub

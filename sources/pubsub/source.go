@@ -23,9 +23,12 @@ import (
 // Type is the trigger type this package implements.
 const Type = "gcp-pubsub"
 
-// Register adds the gcp-pubsub factory to r.
+// Register adds the gcp-pubsub factory and its message-mode receiver factory to r.
 func Register(r *sources.Registry) error {
-	return r.Register(Type, New)
+	if err := r.Register(Type, New); err != nil {
+		return err
+	}
+	return r.RegisterReceiver(Type, NewReceiver)
 }
 
 // API is the single Cloud Monitoring read the source makes. The client that New builds implements it over the
