@@ -127,10 +127,8 @@ type Receiver struct {
 	mu sync.Mutex
 	// sub is the subscription's configuration once read, nil before.
 	sub *subscriptionInfo
-	// held are the messages received and not yet settled, by message ID.
-	held map[string]hold
-	// keys maps each held ordering key to the ID of the message holding it.
-	keys map[string]string
+	// order keeps ordering keys in order: one held message per key.
+	order *sources.GroupOrder
 }
 
 // subscriptionInfo is what the Receiver uses of a subscription's configuration.
@@ -139,14 +137,6 @@ type subscriptionInfo struct {
 	lease time.Duration
 	// deadLetterTopic is the topic of the subscription's dead-letter policy, or "".
 	deadLetterTopic string
-}
-
-// hold is one received, unsettled message.
-type hold struct {
-	// key is the message's ordering key, or "".
-	key string
-	// until is when the message's lease runs out; after it Pub/Sub may deliver the key's next message.
-	until time.Time
 }
 
 var _ sources.Receiver = (*Receiver)(nil)
@@ -197,8 +187,7 @@ func newReceiver(m Metadata, api ReceiverAPI, deadLetter string) *Receiver {
 		api:          api,
 		deadLetter:   deadLetter,
 		close:        func() error { return nil },
-		held:         map[string]hold{},
-		keys:         map[string]string{},
+		order:        sources.NewGroupOrder(),
 	}
 }
 
@@ -336,23 +325,15 @@ func (r *Receiver) Receive(ctx context.Context, maxMessages int, wait time.Durat
 		return nil, nil
 	}
 	until := now.Add(info.lease)
-	kept := make([]sources.Message, 0, len(received))
-	var extras []string
-	r.mu.Lock()
-	r.dropExpired(now)
+	msgs := make([]sources.Message, 0, len(received))
 	for _, raw := range received {
-		m := r.toMessage(raw, until)
-		if m.Group != "" {
-			if holder, ok := r.keys[m.Group]; ok && holder != m.ID {
-				extras = append(extras, m.Handle)
-				continue
-			}
-			r.keys[m.Group] = m.ID
-		}
-		r.held[m.ID] = hold{key: m.Group, until: until}
-		kept = append(kept, m)
+		msgs = append(msgs, r.toMessage(raw, until))
 	}
-	r.mu.Unlock()
+	kept, extraMsgs := r.order.Admit(msgs, now)
+	extras := make([]string, 0, len(extraMsgs))
+	for _, m := range extraMsgs {
+		extras = append(extras, m.Handle)
+	}
 	if len(extras) > 0 {
 		// Best effort (see the doc comment): the messages are not ours to report on.
 		_ = r.api.ModifyAckDeadline(ctx, &pubsubpb.ModifyAckDeadlineRequest{
@@ -364,37 +345,8 @@ func (r *Receiver) Receive(ctx context.Context, maxMessages int, wait time.Durat
 	return kept, nil
 }
 
-// dropExpired forgets the held messages whose lease ran out before now: Pub/Sub may deliver their keys again. The
-// caller holds r.mu.
-func (r *Receiver) dropExpired(now time.Time) {
-	for id, h := range r.held {
-		if !h.until.After(now) {
-			r.forgetLocked(id, h.key)
-		}
-	}
-}
-
-// forget drops the hold of message id (of ordering key) after it was settled or its lease was lost.
-func (r *Receiver) forget(id, key string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.forgetLocked(id, key)
-}
-
-func (r *Receiver) forgetLocked(id, key string) {
-	delete(r.held, id)
-	if key != "" && r.keys[key] == id {
-		delete(r.keys, key)
-	}
-}
-
-// settled forgets m's hold when err says m is no longer ours: nil (settled) or a lost lease. On another error the
-// caller may retry, and m stays held.
-func (r *Receiver) settled(m *sources.Message, err error) {
-	if err == nil || errors.Is(err, sources.ErrLeaseLost) {
-		r.forget(m.ID, m.Group)
-	}
-}
+// settled frees m's ordering key when err says m is no longer held: nil (settled) or a lost lease.
+func (r *Receiver) settled(m *sources.Message, err error) { r.order.Settled(m, err) }
 
 // toMessage maps a received Pub/Sub message to a sources.Message leased until until.
 func (r *Receiver) toMessage(raw *pubsubpb.ReceivedMessage, until time.Time) sources.Message {
@@ -434,18 +386,11 @@ func (r *Receiver) Extend(ctx context.Context, m *sources.Message, now time.Time
 	err := r.modifyAckDeadline(ctx, m, lease)
 	if err != nil {
 		err = wrapError(err, m.Handle, "extending the ack deadline of message %s on %s", m.ID, r.subscription)
-		if errors.Is(err, sources.ErrLeaseLost) {
-			r.forget(m.ID, m.Group)
-		}
+		r.settled(m, err) // a lost lease frees the key
 		return time.Time{}, err
 	}
 	until := now.Add(lease)
-	r.mu.Lock()
-	if h, ok := r.held[m.ID]; ok {
-		h.until = until
-		r.held[m.ID] = h
-	}
-	r.mu.Unlock()
+	r.order.Extended(m.ID, until)
 	return until, nil
 }
 

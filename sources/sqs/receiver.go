@@ -82,20 +82,11 @@ type Receiver struct {
 	mu sync.Mutex
 	// lease is the queue's visibility timeout once read (at least minLease), 0 before.
 	lease time.Duration
-	// held are the messages received and not yet settled, by message ID.
-	held map[string]hold
-	// groups maps each held FIFO group to the ID of the message holding it.
-	groups map[string]string
-}
-
-// hold is one received, unsettled message.
-type hold struct {
-	// group is the message's FIFO group, or "".
-	group string
-	// until is when the message's lease runs out; after it the queue may deliver the group's next message.
-	until time.Time
-	// dataTypes are the SQS data types of the message's text attributes (sources.Message keeps only their values).
-	dataTypes map[string]string
+	// dataTypes are, by message ID, the SQS data types of each held message's text attributes (sources.Message
+	// keeps only their values), for the dead-letter copy.
+	dataTypes map[string]map[string]string
+	// order keeps FIFO groups in order: one held message per group.
+	order *sources.GroupOrder
 }
 
 var _ sources.Receiver = (*Receiver)(nil)
@@ -141,8 +132,8 @@ func newReceiver(m Metadata, api ReceiverAPI, deadLetter string) *Receiver {
 		api:            api,
 		deadLetter:     deadLetter,
 		deadLetterFIFO: strings.HasSuffix(deadLetter, ".fifo"),
-		held:           map[string]hold{},
-		groups:         map[string]string{},
+		dataTypes:      map[string]map[string]string{},
+		order:          sources.NewGroupOrder(),
 	}
 }
 
@@ -245,63 +236,38 @@ func (r *Receiver) Receive(ctx context.Context, maxMessages int, wait time.Durat
 		return nil, nil
 	}
 	until := now.Add(lease)
-	kept := make([]sources.Message, 0, len(out.Messages))
-	var extras []string
-	r.mu.Lock()
-	r.dropExpired(now)
+	msgs := make([]sources.Message, 0, len(out.Messages))
+	types := make(map[string]map[string]string, len(out.Messages))
 	for _, raw := range out.Messages {
 		m, dataTypes := r.toMessage(raw, until)
-		if m.Group != "" {
-			if holder, ok := r.groups[m.Group]; ok && holder != m.ID {
-				extras = append(extras, m.Handle)
-				continue
-			}
-			r.groups[m.Group] = m.ID
-		}
-		r.held[m.ID] = hold{group: m.Group, until: until, dataTypes: dataTypes}
-		kept = append(kept, m)
+		msgs = append(msgs, m)
+		types[m.ID] = dataTypes
+	}
+	kept, extras := r.order.Admit(msgs, now)
+	r.mu.Lock()
+	for _, m := range kept {
+		r.dataTypes[m.ID] = types[m.ID]
 	}
 	r.mu.Unlock()
-	for _, handle := range extras {
+	for _, m := range extras {
 		// Best effort (see the doc comment): the message is not ours to report on.
 		_, _ = r.api.ChangeMessageVisibility(ctx, &awssqs.ChangeMessageVisibilityInput{
 			QueueUrl:          aws.String(r.meta.QueueURL),
-			ReceiptHandle:     aws.String(handle),
+			ReceiptHandle:     aws.String(m.Handle),
 			VisibilityTimeout: 0,
 		})
 	}
 	return kept, nil
 }
 
-// dropExpired forgets the held messages whose lease ran out before now: the queue may deliver their groups again.
-// The caller holds r.mu.
-func (r *Receiver) dropExpired(now time.Time) {
-	for id, h := range r.held {
-		if !h.until.After(now) {
-			r.forgetLocked(id, h.group)
-		}
-	}
-}
-
-// forget drops the hold of message id (of group) after it was settled or its lease was lost.
-func (r *Receiver) forget(id, group string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.forgetLocked(id, group)
-}
-
-func (r *Receiver) forgetLocked(id, group string) {
-	delete(r.held, id)
-	if group != "" && r.groups[group] == id {
-		delete(r.groups, group)
-	}
-}
-
-// settled forgets m's hold when err says m is no longer ours: nil (settled) or a lost lease. On another error the
-// caller may retry, and m stays held.
+// settled forgets m when err says it is no longer held: nil (settled) or a lost lease. On another error the caller
+// may retry, and m stays held.
 func (r *Receiver) settled(m *sources.Message, err error) {
+	r.order.Settled(m, err)
 	if err == nil || errors.Is(err, sources.ErrLeaseLost) {
-		r.forget(m.ID, m.Group)
+		r.mu.Lock()
+		delete(r.dataTypes, m.ID)
+		r.mu.Unlock()
 	}
 }
 
@@ -357,18 +323,11 @@ func (r *Receiver) Extend(ctx context.Context, m *sources.Message, now time.Time
 	})
 	if err != nil {
 		err = wrapError(err, "extending the lease of message %s in SQS queue %s", m.ID, r.meta.QueueURL)
-		if errors.Is(err, sources.ErrLeaseLost) {
-			r.forget(m.ID, m.Group)
-		}
+		r.settled(m, err) // a lost lease frees the group
 		return time.Time{}, err
 	}
 	until := now.Add(lease)
-	r.mu.Lock()
-	if h, ok := r.held[m.ID]; ok {
-		h.until = until
-		r.held[m.ID] = h
-	}
-	r.mu.Unlock()
+	r.order.Extended(m.ID, until)
 	return until, nil
 }
 
@@ -424,7 +383,7 @@ func (r *Receiver) DeadLetter(ctx context.Context, m *sources.Message, reason st
 		return fmt.Errorf("dead-lettering message %s of SQS queue %s: %w", m.ID, r.meta.QueueURL, sources.ErrNoDeadLetter)
 	}
 	r.mu.Lock()
-	dataTypes := r.held[m.ID].dataTypes
+	dataTypes := r.dataTypes[m.ID]
 	r.mu.Unlock()
 	in := &awssqs.SendMessageInput{
 		QueueUrl:          aws.String(r.deadLetter),
