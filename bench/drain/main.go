@@ -1,14 +1,14 @@
 package main
 
 import (
-	"io"
-	"net"
-	"net/http"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"math"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"

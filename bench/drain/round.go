@@ -213,15 +213,15 @@ func runRound(ctx context.Context, c clients, poll int32) (roundResult, error) {
 	for _, t := range finished {
 		finishedAt = append(finishedAt, t)
 	}
-	if cs := sortedTimes(createdAt); len(cs) > 0 {
+	if cs := benchkit.SortedTimes(createdAt); len(cs) > 0 {
 		r.FirstJobSeconds, r.LastJobSeconds = cs[0].Sub(t0).Seconds(), cs[len(cs)-1].Sub(t0).Seconds()
 	}
-	r.JobLifetimeP50Seconds = percentile(lifetimes(created, finished), 50).Seconds()
+	r.JobLifetimeP50Seconds = benchkit.Percentile(lifetimes(created, finished), 50).Seconds()
 	refills := refillDelays(createdAt, finishedAt, maxReplicas)
 	r.Refills = len(refills)
-	r.RefillP50Seconds = percentile(refills, 50).Seconds()
-	r.RefillP90Seconds = percentile(refills, 90).Seconds()
-	r.RefillMaxSeconds = percentile(refills, 100).Seconds()
+	r.RefillP50Seconds = benchkit.Percentile(refills, 50).Seconds()
+	r.RefillP90Seconds = benchkit.Percentile(refills, 90).Seconds()
+	r.RefillMaxSeconds = benchkit.Percentile(refills, 100).Seconds()
 	r.Problems = problems(r)
 	benchkit.Note("%d Jobs, at most %d unfinished (sampled; %d by watch events), %d idle; refill p50 %.2f s",
 		r.JobsCreated, r.MaxUnfinishedSampled, r.MaxUnfinishedWatched, r.Worker.Idle, r.RefillP50Seconds)

@@ -1,8 +1,7 @@
 package main
 
 import (
-	"math"
-	"slices"
+	"github.com/kubedispatch/kubedispatch/bench/internal/benchkit"
 	"time"
 )
 
@@ -10,7 +9,7 @@ import (
 // long after that finish the new Job appeared. While the cap binds, each new Job can only start when one finishes, so
 // this is the dispatcher's reaction time to a finished Job. Both slices are sorted (copies; the inputs are untouched).
 func refillDelays(created, finished []time.Time, maxJobs int) []time.Duration {
-	c, f := sortedTimes(created), sortedTimes(finished)
+	c, f := benchkit.SortedTimes(created), benchkit.SortedTimes(finished)
 	var out []time.Duration
 	for k := 0; maxJobs+k < len(c) && k < len(f); k++ {
 		out = append(out, c[maxJobs+k].Sub(f[k]))
@@ -27,21 +26,4 @@ func lifetimes[K comparable](created, finished map[K]time.Time) []time.Duration 
 		}
 	}
 	return out
-}
-
-// percentile returns the nearest-rank p-th percentile (0 < p <= 100) of ds, or 0 when ds is empty.
-func percentile(ds []time.Duration, p float64) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	rank := int(math.Ceil(p / 100 * float64(len(s))))
-	return s[min(max(rank, 1), len(s))-1]
-}
-
-func sortedTimes(ts []time.Time) []time.Time {
-	s := slices.Clone(ts)
-	slices.SortFunc(s, func(a, b time.Time) int { return a.Compare(b) })
-	return s
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/kubedispatch/kubedispatch/bench/internal/benchkit"
 	"testing"
 	"time"
 
@@ -75,7 +76,7 @@ func TestPercentile(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			if diff := cmp.Diff(tc.want, percentile(tc.ds, tc.p)); diff != "" {
+			if diff := cmp.Diff(tc.want, benchkit.Percentile(tc.ds, tc.p)); diff != "" {
 				t.Errorf("percentile (-want +got):\n%s", diff)
 			}
 		})
@@ -85,7 +86,7 @@ func TestPercentile(t *testing.T) {
 func TestLifetimes(t *testing.T) {
 	created := map[string]time.Time{"a": at(0), "b": at(1), "c": at(2)}
 	finished := map[string]time.Time{"a": at(11), "c": at(14)}
-	got := percentile(lifetimes(created, finished), 100)
+	got := benchkit.Percentile(lifetimes(created, finished), 100)
 	if diff := cmp.Diff(secs(12)[0], got); diff != "" {
 		t.Errorf("longest lifetime (-want +got):\n%s", diff)
 	}

@@ -158,7 +158,7 @@ func runFirst(ctx context.Context, e env, o options) (firstMsg, firstCount first
 		for _, t := range r.Trials {
 			ds = append(ds, time.Duration(t.LatencySeconds*float64(time.Second)))
 		}
-		r.MedianSeconds, r.MaxSeconds = percentile(ds, 50).Seconds(), percentile(ds, 100).Seconds()
+		r.MedianSeconds, r.MaxSeconds = benchkit.Percentile(ds, 50).Seconds(), benchkit.Percentile(ds, 100).Seconds()
 	}
 	h, err := dispatcherHistogram(ctx, e.metricsURL, nsFirstMessage)
 	if err != nil {

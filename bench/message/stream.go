@@ -310,9 +310,9 @@ func runStream(ctx context.Context, e env, mode string, o options) (streamResult
 			lifetimes = append(lifetimes, j.Finished.Sub(j.Seen))
 		}
 	}
-	r.WatchLagMaxSeconds = percentile(created, 100).Seconds()
-	r.JobLifetimeP50Seconds = percentile(lifetimes, 50).Seconds()
-	if s := sortedTimes(seenTimes); len(s) > 0 {
+	r.WatchLagMaxSeconds = benchkit.Percentile(created, 100).Seconds()
+	r.JobLifetimeP50Seconds = benchkit.Percentile(lifetimes, 50).Seconds()
+	if s := benchkit.SortedTimes(seenTimes); len(s) > 0 {
 		n := min(len(s), o.messages)
 		r.FirstJobSeconds, r.NthJobSeconds, r.LastJobSeconds = s[0].Sub(t0).Seconds(), s[n-1].Sub(t0).Seconds(), s[len(s)-1].Sub(t0).Seconds()
 		if span := s[n-1].Sub(s[0]); span > 0 {
@@ -343,7 +343,7 @@ func runStream(ctx context.Context, e env, mode string, o options) (streamResult
 		r.PerMessage, r.PerMessageFromReturn = summarise(perMsg), summarise(perMsgReturn)
 		for _, ds := range byPosition {
 			if len(ds) > 0 {
-				r.ByBatchPositionP50 = append(r.ByBatchPositionP50, percentile(ds, 50).Seconds())
+				r.ByBatchPositionP50 = append(r.ByBatchPositionP50, benchkit.Percentile(ds, 50).Seconds())
 			}
 		}
 		after, err := dispatcherHistogram(ctx, e.metricsURL, ns)

@@ -389,10 +389,10 @@ func (r *idleResult) measure(s0, s1 snapshot, o options) {
 
 	const lag = "kubedispatch_tick_lag_seconds"
 	if s1.disp.has(lag+"_bucket") || s1.disp.has(lag+"_count") {
-		h := s1.disp.histogramOf(lag).minus(s0.disp.histogramOf(lag))
-		l := &lagResult{Observations: h.total()}
-		l.P50Seconds, l.P50Bucket[0], l.P50Bucket[1], l.P50Beyond = h.quantile(0.5)
-		l.P99Seconds, l.P99Bucket[0], l.P99Bucket[1], l.P99Beyond = h.quantile(0.99)
+		h := s1.disp.histogramOf(lag).Minus(s0.disp.histogramOf(lag))
+		l := &lagResult{Observations: h.Total()}
+		l.P50Seconds, l.P50Bucket[0], l.P50Bucket[1], l.P50Beyond = h.Quantile(0.5)
+		l.P99Seconds, l.P99Bucket[0], l.P99Bucket[1], l.P99Beyond = h.Quantile(0.99)
 		if n := s1.disp.sum(lag+"_count", nil) - s0.disp.sum(lag+"_count", nil); n > 0 {
 			l.MeanSeconds = (s1.disp.sum(lag+"_sum", nil) - s0.disp.sum(lag+"_sum", nil)) / n
 		}

@@ -5,8 +5,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/kubedispatch/kubedispatch/bench/internal/benchkit"
 	"io"
-	"math"
 	"net/http"
 	"sort"
 	"strconv"
@@ -159,14 +159,9 @@ func (m metricSet) sumBy(name string, keys ...string) map[string]float64 {
 	return out
 }
 
-// histogram is a cumulative histogram: counts[i] observations were <= bounds[i]; the last bound is +Inf.
-type histogram struct {
-	bounds []float64
-	counts []float64
-}
-
-// histogramOf adds up the buckets of the histogram name over all its label sets.
-func (m metricSet) histogramOf(name string) histogram {
+// histogramOf adds up the buckets of the histogram name over all its label sets (quantiles and differences are
+// benchkit.Histogram's).
+func (m metricSet) histogramOf(name string) benchkit.Histogram {
 	byBound := map[float64]float64{}
 	for _, s := range m {
 		if s.name != name+"_bucket" {
@@ -178,65 +173,15 @@ func (m metricSet) histogramOf(name string) histogram {
 		}
 		byBound[le] += s.value
 	}
-	var h histogram
+	var h benchkit.Histogram
 	for b := range byBound {
-		h.bounds = append(h.bounds, b)
+		h.Bounds = append(h.Bounds, b)
 	}
-	sort.Float64s(h.bounds)
-	for _, b := range h.bounds {
-		h.counts = append(h.counts, byBound[b])
+	sort.Float64s(h.Bounds)
+	for _, b := range h.Bounds {
+		h.Counts = append(h.Counts, byBound[b])
 	}
 	return h
-}
-
-// minus returns h - before, bucket by bucket (the observations made in between).
-func (h histogram) minus(before histogram) histogram {
-	prev := map[float64]float64{}
-	for i, b := range before.bounds {
-		prev[b] = before.counts[i]
-	}
-	out := histogram{bounds: append([]float64(nil), h.bounds...)}
-	for i, b := range h.bounds {
-		out.counts = append(out.counts, h.counts[i]-prev[b])
-	}
-	return out
-}
-
-// total is the number of observations.
-func (h histogram) total() float64 {
-	if len(h.counts) == 0 {
-		return 0
-	}
-	return h.counts[len(h.counts)-1]
-}
-
-// quantile estimates the q-quantile as Prometheus' histogram_quantile does: linear interpolation inside the bucket
-// that holds it, (lower, upper], from 0 for the first bucket. When it falls in the +Inf bucket it returns the
-// largest finite bound and beyond=true (the true value is larger). With no observations v is NaN.
-func (h histogram) quantile(q float64) (v, lower, upper float64, beyond bool) {
-	n := h.total()
-	if n <= 0 {
-		return math.NaN(), 0, 0, false
-	}
-	rank := q * n
-	for i, c := range h.counts {
-		if c < rank {
-			continue
-		}
-		upper = h.bounds[i]
-		below := 0.0
-		if i > 0 {
-			lower, below = h.bounds[i-1], h.counts[i-1]
-		}
-		if math.IsInf(upper, 1) {
-			return lower, lower, upper, true
-		}
-		if c == below {
-			return upper, lower, upper, false
-		}
-		return lower + (upper-lower)*(rank-below)/(c-below), lower, upper, false
-	}
-	return math.NaN(), 0, 0, false
 }
 
 // scrape reads a /metrics page; token, when set, is sent as a bearer token, and TLS certificates are not verified

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/kubedispatch/kubedispatch/bench/internal/benchkit"
 	"math"
 	"net/url"
 	"testing"
@@ -51,30 +52,30 @@ func TestHistogramQuantile(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := m.histogramOf("lag")
-	if h.total() != 200 {
-		t.Fatalf("total = %g, want 200 (two label sets)", h.total())
+	if h.Total() != 200 {
+		t.Fatalf("total = %g, want 200 (two label sets)", h.Total())
 	}
 	// Rank 100 of 200 is the last of the first bucket [0, 0.1].
-	if v, lo, hi, beyond := h.quantile(0.5); beyond || math.Abs(v-0.1) > 1e-9 || lo != 0 || hi != 0.1 {
+	if v, lo, hi, beyond := h.Quantile(0.5); beyond || math.Abs(v-0.1) > 1e-9 || lo != 0 || hi != 0.1 {
 		t.Errorf("p50 = %g in (%g, %g] (beyond %v), want 0.1 in (0, 0.1]", v, lo, hi, beyond)
 	}
 	// Rank 160: 60 of the 80 in (0.1, 1].
-	if v, lo, hi, _ := h.quantile(0.8); math.Abs(v-(0.1+0.9*60/80)) > 1e-9 || lo != 0.1 || hi != 1 {
+	if v, lo, hi, _ := h.Quantile(0.8); math.Abs(v-(0.1+0.9*60/80)) > 1e-9 || lo != 0.1 || hi != 1 {
 		t.Errorf("p80 = %g in (%g, %g], want %g in (0.1, 1]", v, lo, hi, 0.1+0.9*60/80)
 	}
 	// Rank 198 falls in +Inf: the largest finite bound, flagged.
-	if v, _, _, beyond := h.quantile(0.99); !beyond || v != 1 {
+	if v, _, _, beyond := h.Quantile(0.99); !beyond || v != 1 {
 		t.Errorf("p99 = %g (beyond %v), want 1 and beyond", v, beyond)
 	}
-	before := histogram{bounds: []float64{0.1, 1, math.Inf(1)}, counts: []float64{100, 100, 100}}
-	d := h.minus(before)
-	if d.total() != 100 {
-		t.Errorf("delta total = %g, want 100", d.total())
+	before := benchkit.Histogram{Bounds: []float64{0.1, 1, math.Inf(1)}, Counts: []float64{100, 100, 100}}
+	d := h.Minus(before)
+	if d.Total() != 100 {
+		t.Errorf("delta total = %g, want 100", d.Total())
 	}
-	if v, _, _, _ := d.quantile(0.5); math.Abs(v-(0.1+0.9*50/80)) > 1e-9 {
+	if v, _, _, _ := d.Quantile(0.5); math.Abs(v-(0.1+0.9*50/80)) > 1e-9 {
 		t.Errorf("delta p50 = %g", v)
 	}
-	if v, _, _, _ := (histogram{}).quantile(0.5); !math.IsNaN(v) {
+	if v, _, _, _ := (benchkit.Histogram{}).Quantile(0.5); !math.IsNaN(v) {
 		t.Errorf("empty quantile = %g, want NaN", v)
 	}
 }
