@@ -68,15 +68,21 @@ func TestKEDADocsTableEndToEnd(t *testing.T) {
 	for row, tc := range rows {
 		name := names[row]
 		t.Run(row, func(t *testing.T) {
-			// The first decision made unpaused (status times have second precision, so wait on the Paused
-			// condition the same status write clears, not on a time).
+			// The first decision made unpaused (wait on the Paused condition the same status write clears), then
+			// two more ticks: unpausing also asks for a fresh reading, whose tick must create nothing more.
 			var sj *v1alpha1.ScaledJob
 			f.Eventually("decision with Jobs of "+name, 2*time.Minute, func() (bool, error) {
 				sj = f.ScaledJob(name)
 				return sj.Status.LastDecision != nil && !isPausedDecision(sj), nil
 			})
-			if got := int(sj.Status.LastDecision.JobsCreated); got != tc.want {
-				t.Errorf("jobs created = %d, want %d (reason: %s)", got, tc.want, sj.Status.LastDecision.Reason)
+			sj = f.WaitTicks(name, f.Ticks(name), 2)
+			created := 0.0
+			for _, d := range f.Dispatchers() {
+				v, _ := d.MetricSum("kubedispatch_jobs_created_total", map[string]string{"namespace": f.Namespace, "scaledjob": name})
+				created += v
+			}
+			if int(created) != tc.want {
+				t.Errorf("jobs created = %v, want %d (last reason: %s)", created, tc.want, sj.Status.LastDecision.Reason)
 			}
 			if got := len(f.JobsOf(name)); got != tc.running+tc.want {
 				t.Errorf("jobs in the cluster = %d, want %d running before + %d created", got, tc.running, tc.want)

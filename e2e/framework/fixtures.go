@@ -219,6 +219,9 @@ func (f *F) WaitTicks(name string, from float64, n int) *v1alpha1.ScaledJob {
 	return f.ScaledJob(name)
 }
 
+// Dispatchers returns the dispatchers this test started, running or not.
+func (f *F) Dispatchers() []*Dispatcher { return append([]*Dispatcher(nil), f.dispatchers...) }
+
 // Ticks sums kubedispatch_ticks_total of the ScaledJob name over the running dispatchers this test started.
 func (f *F) Ticks(name string) float64 {
 	var n float64
