@@ -18,7 +18,9 @@ func ids(ms []Message) []string {
 
 func TestGroupOrder(t *testing.T) {
 	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
-	msg := func(id, group string) Message { return Message{ID: id, Group: group, LeaseUntil: now.Add(30 * time.Second)} }
+	msg := func(id, group string) Message {
+		return Message{ID: id, Group: group, LeaseUntil: now.Add(30 * time.Second)}
+	}
 	g := NewGroupOrder()
 
 	kept, extras := g.Admit([]Message{msg("a1", "a"), msg("a2", "a"), msg("b1", "b"), msg("x", "")}, now)

@@ -11,6 +11,7 @@ import (
 
 	"cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
+	batchv1 "k8s.io/api/batch/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -114,12 +115,8 @@ func requireOneCompleteJobEach(t *testing.T, f *framework.F, name string, ids []
 			t.Errorf("message %s has %d Jobs, want 1", id, len(jobs))
 			continue
 		}
-		complete := false
-		for _, c := range jobs[0].Status.Conditions {
-			complete = complete || (c.Type == "Complete" && c.Status == "True")
-		}
-		if !complete || jobs[0].Annotations[v1alpha1.AnnotationMessageOutcome] != v1alpha1.OutcomeAcked {
-			t.Errorf("message %s: Job %s complete=%v outcome=%q, want a Complete Job whose message was acked", id, jobs[0].Name, complete,
+		if !complete(jobs[0]) || jobs[0].Annotations[v1alpha1.AnnotationMessageOutcome] != v1alpha1.OutcomeAcked {
+			t.Errorf("message %s: Job %s complete=%v outcome=%q, want a Complete Job whose message was acked", id, jobs[0].Name, complete(jobs[0]),
 				jobs[0].Annotations[v1alpha1.AnnotationMessageOutcome])
 		}
 	}
@@ -165,8 +162,27 @@ func TestPubSubLeasesAndKill9(t *testing.T) {
 		d.Stop(syscall.SIGKILL)
 		d = f.StartDispatcher()
 	}
-	waitAcked(f, "crashy", 30, 6*time.Minute)
-	requireOneCompleteJobEach(t, f, "crashy", ids)
+	// status.messages counts what each process acked since it last wrote status, and a kill between an ack and
+	// its annotation leaves the Job unmarked: wait on every message's Job being Complete with nothing held.
+	f.Eventually("every message's Job Complete, nothing held", 6*time.Minute, func() (bool, error) {
+		byMsg := jobsByMessage(f, "crashy")
+		for _, id := range ids {
+			if jobs := byMsg[id]; len(jobs) == 0 || !complete(jobs[len(jobs)-1]) {
+				return false, fmt.Errorf("message %s: no Complete Job yet (%d Jobs)", id, len(jobs))
+			}
+		}
+		m := f.ScaledJob("crashy").Status.Messages
+		return m != nil && m.Held == 0, fmt.Errorf("status.messages %+v", m)
+	})
+	byMsg := jobsByMessage(f, "crashy")
+	for _, id := range ids {
+		if n := len(byMsg[id]); n != 1 {
+			t.Errorf("message %s has %d Jobs, want 1", id, n)
+		}
+	}
+	if left := sub.pullAll(); len(left) != 0 {
+		t.Errorf("%d messages still deliverable on the subscription", len(left))
+	}
 }
 
 // Failing messages get maxDeliveries Jobs, then go to the dead-letter topic with the reason.
@@ -230,4 +246,13 @@ func TestPubSubBadInput(t *testing.T) {
 	if left := sub.pullAll(); len(left) != 2 {
 		t.Errorf("%d messages deliverable on the subscription, want the 2 published (nothing received)", len(left))
 	}
+}
+
+func complete(j batchv1.Job) bool {
+	for _, c := range j.Status.Conditions {
+		if c.Type == batchv1.JobComplete && c.Status == "True" {
+			return true
+		}
+	}
+	return false
 }

@@ -138,4 +138,3 @@ func demoQueue(ctx context.Context, q *sqs.Client, name string, attrs map[string
 	fmt.Printf("   queue %s\n", url)
 	return url, nil
 }
-
