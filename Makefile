@@ -34,7 +34,7 @@ test-e2e: prereqs binaries ## End-to-end tests on the local control plane, moto 
 	$(GO) test -count=1 -p 1 -timeout $(E2E_TIMEOUT) ./e2e/...
 
 .PHONY: bench
-bench: prereqs binaries ## Burst and drain-at-the-cap benchmarks on the local cluster; results under bench/results/
+bench: prereqs binaries ## Burst, drain-at-the-cap and message-mode latency benchmarks on the local cluster; results under bench/results/
 	$(GO) run ./bench/burst
 	$(GO) run ./bench/drain
 	$(GO) run ./bench/message
