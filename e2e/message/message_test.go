@@ -184,7 +184,11 @@ func TestKill9DuringDispatch(t *testing.T) {
 		f.Eventually(fmt.Sprintf("progress before kill %d", i+1), 3*time.Minute, func() (bool, error) {
 			return len(rec.Deleted()) >= from+10, nil
 		})
-		time.Sleep(time.Duration(rand.IntN(1500)) * time.Millisecond) // a random moment within the run, not a wait for a condition
+		// A random moment: once 1-5 more Jobs have appeared (mid-create, mid-lease or mid-ack, by chance).
+		jobs, more := len(f.JobsOf("crashy")), 1+rand.IntN(5)
+		f.Eventually(fmt.Sprintf("%d more Jobs before kill %d", more, i+1), 3*time.Minute, func() (bool, error) {
+			return len(f.JobsOf("crashy")) >= min(jobs+more, 200), nil
+		})
 		d.Stop(syscall.SIGKILL)
 		d = f.StartDispatcher()
 	}
