@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -136,15 +135,28 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 			return nil, fmt.Errorf("creating stack dir: %w", err)
 		}
 	}
-	_ = os.RemoveAll(filepath.Join(dir, "etcd"))
-	c := &Cluster{Dir: dir}
-	if err := c.start(ctx, opts, progress); err != nil {
+	// A port can still be taken by another listener between the check and the bind (another stack starting on the
+	// same machine); then the whole stack starts again on new ports, which costs seconds, not a failed run.
+	for attempt := 1; ; attempt++ {
+		_ = os.RemoveAll(filepath.Join(dir, "etcd"))
+		c := &Cluster{Dir: dir}
+		err := c.start(ctx, opts, progress)
+		if err == nil {
+			return c, nil
+		}
 		if stopErr := c.Stop(); stopErr != nil {
 			err = errors.Join(err, stopErr)
 		}
-		return nil, err
+		if !bindConflict(err) || attempt == 3 || ctx.Err() != nil {
+			return nil, err
+		}
+		fmt.Fprintf(progress, "a port was taken during start-up, starting the stack again on new ports: %v\n", firstLine(err))
 	}
-	return c, nil
+}
+
+func firstLine(err error) string {
+	s, _, _ := strings.Cut(err.Error(), "\n")
+	return s
 }
 
 func (c *Cluster) start(ctx context.Context, opts Options, progress io.Writer) error {
@@ -158,7 +170,7 @@ func (c *Cluster) start(ctx context.Context, opts Options, progress io.Writer) e
 			c.KubectlDir = filepath.Join(c.Dir, "bin")
 		}
 	}
-	ports, err := freePorts(6)
+	ports, err := FreePorts(6)
 	if err != nil {
 		return err
 	}
@@ -385,25 +397,6 @@ func (c *Cluster) Running() []string {
 		}
 	}
 	return names
-}
-
-func freePorts(n int) ([]int, error) {
-	ports := make([]int, 0, n)
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("finding a free port: %w", err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 // waitHTTP waits until url answers 200 (or, with anyAnswer, any HTTP response) while p keeps running.
