@@ -102,7 +102,8 @@ type Dispatch struct {
 	Parameters []Parameter `json:"parameters,omitempty"`
 }
 
-// DeadLetter names the dead-letter destination: queueURL for aws-sqs-queue, topic for gcp-pubsub.
+// DeadLetter names the dead-letter destination: queueURL for aws-sqs-queue, topic for gcp-pubsub. Service Bus
+// (azure-servicebus) always uses the entity's own dead-letter sub-queue and takes neither.
 type DeadLetter struct {
 	// queueURL is the SQS queue that receives dead-lettered messages, with the failure in message attributes
 	// (kubedispatch-reason, kubedispatch-scaledjob, kubedispatch-deliveries, kubedispatch-job).
@@ -115,15 +116,19 @@ type DeadLetter struct {
 	Topic string `json:"topic,omitempty"`
 }
 
-// DeadLetterFor returns the dead-letter destination for the trigger type: queueURL for SQS, topic for Pub/Sub.
+// DeadLetterFor returns the dead-letter destination for the trigger type: queueURL for SQS, topic for Pub/Sub, ""
+// for Service Bus (the entity's own dead-letter sub-queue).
 func (d *DeadLetter) DeadLetterFor(triggerType string) string {
 	if d == nil {
 		return ""
 	}
-	if triggerType == "gcp-pubsub" {
+	switch triggerType {
+	case "gcp-pubsub":
 		return d.Topic
+	case "aws-sqs-queue":
+		return d.QueueURL
 	}
-	return d.QueueURL
+	return ""
 }
 
 // Payload places the message body in the Job.

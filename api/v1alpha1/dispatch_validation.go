@@ -11,7 +11,7 @@ import (
 )
 
 // MessageTriggerTypes are the trigger types message mode can receive from.
-var MessageTriggerTypes = []string{"aws-sqs-queue", "gcp-pubsub"}
+var MessageTriggerTypes = []string{"aws-sqs-queue", "gcp-pubsub", "azure-servicebus"}
 
 // validateDispatch checks spec.dispatch: the mode, and in message mode the single queue trigger, the payload path
 // and every parameter (one source, one destination, valid names).
@@ -38,10 +38,10 @@ func validateDispatch(s *ScaledJobSpec, p *field.Path) field.ErrorList {
 	if dl := d.DeadLetter; dl != nil && len(s.Triggers) == 1 {
 		typ := s.Triggers[0].Type
 		if dl.QueueURL != "" && typ != "aws-sqs-queue" {
-			errs = append(errs, field.Invalid(dp.Child("deadLetter", "queueURL"), dl.QueueURL, "is for aws-sqs-queue triggers; use deadLetter.topic for gcp-pubsub"))
+			errs = append(errs, field.Invalid(dp.Child("deadLetter", "queueURL"), dl.QueueURL, deadLetterHint(typ)))
 		}
 		if dl.Topic != "" && typ != "gcp-pubsub" {
-			errs = append(errs, field.Invalid(dp.Child("deadLetter", "topic"), dl.Topic, "is for gcp-pubsub triggers; use deadLetter.queueURL for aws-sqs-queue"))
+			errs = append(errs, field.Invalid(dp.Child("deadLetter", "topic"), dl.Topic, deadLetterHint(typ)))
 		}
 		if dl.QueueURL != "" && !strings.HasPrefix(dl.QueueURL, "https://") && !strings.HasPrefix(dl.QueueURL, "http://") {
 			errs = append(errs, field.Invalid(dp.Child("deadLetter", "queueURL"), dl.QueueURL, "must be an http(s) SQS queue URL"))
@@ -134,6 +134,19 @@ func validateParameter(prm Parameter, p *field.Path, containers map[string]bool)
 		errs = append(errs, field.Invalid(tp.Child("arg", "container"), a.Container, "must name a container of jobTargetRef.template.spec.containers"))
 	}
 	return errs
+}
+
+// deadLetterHint says which deadLetter field applies to a trigger type, for a field set on the wrong one.
+func deadLetterHint(triggerType string) string {
+	switch triggerType {
+	case "aws-sqs-queue":
+		return "does not apply to aws-sqs-queue triggers; use deadLetter.queueURL"
+	case "gcp-pubsub":
+		return "does not apply to gcp-pubsub triggers; use deadLetter.topic"
+	case "azure-servicebus":
+		return "does not apply to azure-servicebus triggers: Service Bus dead-letters into the entity's own $DeadLetterQueue; remove deadLetter"
+	}
+	return "does not apply to " + triggerType + " triggers"
 }
 
 func contains(list []string, v string) bool {

@@ -68,7 +68,7 @@ const (
 // apiVersion.
 //
 // +kubebuilder:validation:XValidation:rule="!has(self.minReplicaCount) || !has(self.maxReplicaCount) || self.minReplicaCount <= self.maxReplicaCount",message="minReplicaCount must not exceed maxReplicaCount",fieldPath=".minReplicaCount"
-// +kubebuilder:validation:XValidation:rule="!has(self.dispatch) || !has(self.dispatch.mode) || self.dispatch.mode != 'message' || (size(self.triggers) == 1 && self.triggers[0].type in ['aws-sqs-queue', 'gcp-pubsub'])",message="dispatch.mode message needs exactly one trigger, of type aws-sqs-queue or gcp-pubsub",fieldPath=".triggers"
+// +kubebuilder:validation:XValidation:rule="!has(self.dispatch) || !has(self.dispatch.mode) || self.dispatch.mode != 'message' || (size(self.triggers) == 1 && self.triggers[0].type in ['aws-sqs-queue', 'gcp-pubsub', 'azure-servicebus'])",message="dispatch.mode message needs exactly one trigger, of type aws-sqs-queue, gcp-pubsub or azure-servicebus",fieldPath=".triggers"
 type ScaledJobSpec struct {
 	// jobTargetRef is the spec of the Job to create, one Job per unit of work. It is copied unchanged into every
 	// Job, except that an empty template.spec.restartPolicy becomes OnFailure. The pod template gets the label

@@ -24,9 +24,12 @@ const Type = "azure-servicebus"
 // listPageSize is how many entities one page of a regular-expression listing asks for.
 const listPageSize = 100
 
-// Register adds the azure-servicebus factory to r.
+// Register adds the azure-servicebus factory and its message-mode receiver factory to r.
 func Register(r *sources.Registry) error {
-	return r.Register(Type, New)
+	if err := r.Register(Type, New); err != nil {
+		return err
+	}
+	return r.RegisterReceiver(Type, NewReceiver)
 }
 
 // adminAPI is the part of *admin.Client the source uses.
