@@ -24,7 +24,7 @@ demo-message: prereqs binaries ## Only the message-mode part of the demo: one Jo
 test: prereqs binaries test-unit test-e2e ## Every test: unit, controller and end-to-end (builds what it needs)
 
 .PHONY: test-unit
-test-unit: ## Fast tests only (pure decision code, fakes); no cluster
+test-unit: prereqs ## Fast tests only (pure decision code, fakes, the Service Bus fake); no cluster
 	@echo "==> unit tests"
 	$(GO) test -race -count=1 $(UNIT_PKGS)
 

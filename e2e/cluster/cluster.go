@@ -29,6 +29,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
+
+	"github.com/kubedispatch/kubedispatch/internal/sbfake"
 )
 
 //go:embed stages.yaml
@@ -43,8 +45,9 @@ type Options struct {
 	Dir string
 	// Bins locates the control-plane binaries; see FindBinaries.
 	Bins Binaries
-	// SQS starts moto_server; PubSub starts the Pub/Sub emulator.
-	SQS, PubSub bool
+	// SQS starts moto_server; PubSub starts the Pub/Sub emulator; ServiceBus starts the Service Bus fake
+	// (internal/sbfake, on node).
+	SQS, PubSub, ServiceBus bool
 	// Progress receives one line per step; nil discards.
 	Progress io.Writer
 	// ReadyTimeout bounds the whole start-up (default 3 minutes: generous for a loaded 2-core machine).
@@ -60,6 +63,10 @@ type Cluster struct {
 	SQSEndpoint string `json:"sqsEndpoint,omitempty"`
 	PubSubHost  string `json:"pubsubHost,omitempty"`
 	KubectlDir  string `json:"kubectlDir,omitempty"`
+	// ServiceBusAddr is the Service Bus fake's AMQP listener (host:port) and ServiceBus its control API; both are
+	// empty unless Options.ServiceBus. sbfake.ConnectionString(ServiceBusAddr, ...) is what azservicebus needs.
+	ServiceBusAddr string          `json:"serviceBusAddr,omitempty"`
+	ServiceBus     *sbfake.Control `json:"serviceBus,omitempty"`
 
 	Procs []*process `json:"processes"`
 
@@ -81,6 +88,7 @@ func (c *Cluster) Env() map[string]string {
 	if c.PubSubHost != "" {
 		env["PUBSUB_EMULATOR_HOST"] = c.PubSubHost
 	}
+	c.serviceBusEnv(env)
 	return env
 }
 
@@ -208,6 +216,13 @@ func (c *Cluster) start(ctx context.Context, opts Options, progress io.Writer) e
 		emu = append(emu, func(ctx context.Context) error {
 			return waitHTTP(ctx, p, "http://"+c.PubSubHost+"/", nil, true)
 		})
+	}
+	if opts.ServiceBus {
+		wait, err := c.startServiceBus(progress, logPath("servicebus-fake"))
+		if err != nil {
+			return err
+		}
+		emu = append(emu, wait)
 	}
 
 	// etcd.

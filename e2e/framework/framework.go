@@ -73,7 +73,7 @@ func Main(m *testing.M, opts Options) int {
 		return 1
 	}
 	start := time.Now()
-	c, err := cluster.Start(context.Background(), cluster.Options{Dir: dir, Bins: bins, SQS: true, PubSub: true})
+	c, err := cluster.Start(context.Background(), cluster.Options{Dir: dir, Bins: bins, SQS: true, PubSub: true, ServiceBus: true})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: starting the local stack:", err)
 		return 1
@@ -94,7 +94,14 @@ func Main(m *testing.M, opts Options) int {
 			return 1
 		}
 	}
+	stopHook, err := startSBHook()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		_ = c.Stop()
+		return 1
+	}
 	code := m.Run()
+	stopHook()
 	if err := c.Stop(); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: stopping the local stack:", err)
 		code = 1

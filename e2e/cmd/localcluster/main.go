@@ -29,8 +29,9 @@ func run(args []string) error {
 	dir := fs.String("dir", envOr("KUBEDISPATCH_LOCAL_DIR", ".local"), "directory for the stack's state, logs and cluster.env (env KUBEDISPATCH_LOCAL_DIR)")
 	noSQS := fs.Bool("no-sqs", false, "do not start moto_server")
 	noPubSub := fs.Bool("no-pubsub", false, "do not start the Pub/Sub emulator")
+	noServiceBus := fs.Bool("no-servicebus", false, "do not start the Service Bus fake (node)")
 	if len(args) == 0 {
-		return errors.New("usage: localcluster up|down|status [--dir DIR] [--no-sqs] [--no-pubsub]")
+		return errors.New("usage: localcluster up|down|status [--dir DIR] [--no-sqs] [--no-pubsub] [--no-servicebus]")
 	}
 	verb := args[0]
 	if err := fs.Parse(args[1:]); err != nil {
@@ -39,7 +40,7 @@ func run(args []string) error {
 	stackDir := filepath.Join(*dir, "stack")
 	switch verb {
 	case "up":
-		return up(*dir, stackDir, !*noSQS, !*noPubSub)
+		return up(*dir, stackDir, !*noSQS, !*noPubSub, !*noServiceBus)
 	case "down":
 		return down(stackDir)
 	case "status":
@@ -58,7 +59,7 @@ func run(args []string) error {
 	}
 }
 
-func up(dir, stackDir string, sqs, pubsub bool) error {
+func up(dir, stackDir string, sqs, pubsub, serviceBus bool) error {
 	if c, err := cluster.Load(stackDir); err != nil {
 		return err
 	} else if c != nil && len(c.Running()) > 0 {
@@ -77,7 +78,7 @@ func up(dir, stackDir string, sqs, pubsub bool) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	start := time.Now()
-	c, err := cluster.Start(ctx, cluster.Options{Dir: stackDir, Bins: bins, SQS: sqs, PubSub: pubsub, Progress: prefix{}})
+	c, err := cluster.Start(ctx, cluster.Options{Dir: stackDir, Bins: bins, SQS: sqs, PubSub: pubsub, ServiceBus: serviceBus, Progress: prefix{}})
 	if err != nil {
 		return err
 	}
