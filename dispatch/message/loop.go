@@ -212,6 +212,10 @@ type held struct {
 	since   time.Time // when the Job was created or adopted (cache grace)
 	secret  bool      // the payload Secret still has to be created
 	pending *Action   // a settle that failed and is retried
+	// settling: a settle call is in flight; a delivery received meanwhile is a new one (Service Bus redelivers an
+	// abandoned message at once) and waits in redelivery until the settle is done.
+	settling   bool
+	redelivery *sources.Message
 }
 
 type loop struct {
@@ -433,12 +437,17 @@ func (l *loop) freeSlots(ctx context.Context, sj *v1alpha1.ScaledJob) (int, erro
 }
 
 // hold records a received message as held; a redelivery of one held already only refreshes its receipt handle
-// (always the latest) and reports false.
+// (always the latest) and reports false. A delivery of a message being settled is kept for when the settle is done
+// (see finishSettle), and also reports false.
 func (l *loop) hold(m sources.Message) (*held, bool) {
 	key := jobtemplate.MessageKey(m.Queue, m.ID)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if h, ok := l.held[key]; ok {
+		if h.settling {
+			h.redelivery = &m
+			return h, false
+		}
 		h.msg.Handle, h.msg.LeaseUntil = m.Handle, m.LeaseUntil
 		return h, false
 	}
@@ -695,16 +704,49 @@ func (l *loop) countLeaseError() {
 
 func (l *loop) drop(h *held) {
 	l.mu.Lock()
-	delete(l.held, h.key)
+	if l.held[h.key] == h {
+		delete(l.held, h.key)
+	}
 	l.dirty = true
 	l.mu.Unlock()
 	l.nudgeSlot()
+}
+
+// finishSettle lets a settled message go. When the queue delivered it again during the settle (a release that
+// the queue redelivers at once), that delivery is held afresh and admitted now, as the receive loop would have:
+// otherwise it would sit unheld until its lease ran out.
+func (l *loop) finishSettle(ctx context.Context, sj *v1alpha1.ScaledJob, recv sources.Receiver, h *held) {
+	l.mu.Lock()
+	next := h.redelivery
+	h.settling, h.redelivery = false, nil
+	var nh *held
+	if next != nil && l.held[h.key] == h {
+		nh = &held{msg: *next, key: h.key}
+		l.held[h.key] = nh
+		l.dirty = true
+	}
+	l.mu.Unlock()
+	if nh != nil {
+		// Not in this call: admit may settle again, and a queue that keeps redelivering at once would recurse.
+		// The WaitGroup is safe here: callers are the keeper or the receive loop, which Stop waits for before
+		// admits.Wait, or an admit, which admits counts.
+		l.admits.Add(1)
+		go func() {
+			defer l.admits.Done()
+			l.admit(ctx, sj, recv, nh)
+		}()
+		return
+	}
+	l.drop(h)
 }
 
 // settleMessage acks, releases or dead-letters a held message, records the outcome on its Job, and lets it go.
 // A failure keeps the message held and the action pending for the keeper's next tick.
 func (l *loop) settleMessage(ctx context.Context, sj *v1alpha1.ScaledJob, recv sources.Receiver, h *held, act Action, releaseDelay time.Duration) {
 	log := logr.FromContextOrDiscard(ctx)
+	l.mu.Lock()
+	h.settling = true
+	l.mu.Unlock()
 	var err error
 	outcome, action := "", ""
 	switch act.Kind {
@@ -729,6 +771,11 @@ func (l *loop) settleMessage(ctx context.Context, sj *v1alpha1.ScaledJob, recv s
 		log.V(1).Info("Settling the message failed; retrying", "messageId", h.msg.ID, "action", act.Kind.String(), "err", err)
 		l.mu.Lock()
 		h.pending = &act
+		h.settling = false
+		if r := h.redelivery; r != nil {
+			// Delivered again meanwhile: retry with the latest receipt handle, as for any redelivery.
+			h.msg.Handle, h.msg.LeaseUntil, h.redelivery = r.Handle, r.LeaseUntil, nil
+		}
 		l.mu.Unlock()
 		return
 	}
@@ -750,7 +797,7 @@ func (l *loop) settleMessage(ctx context.Context, sj *v1alpha1.ScaledJob, recv s
 		}
 	}
 	// A lost lease: the queue delivers the message again, and its Job's outcome is applied then.
-	l.drop(h)
+	l.finishSettle(ctx, sj, recv, h)
 }
 
 // recordOutcome annotates the Job with its message's fate, so history may prune it.

@@ -29,6 +29,8 @@ type fakeReceiver struct {
 	mu      sync.Mutex
 	calls   []string // "ack <id>", "release <id> <delay>", "dead-letter <id>", "extend <id>"
 	reasons map[string]string
+	// duringRelease, when set, runs inside Release (a queue that redelivers at once, as Service Bus does).
+	duringRelease func(m *sources.Message)
 }
 
 func (f *fakeReceiver) record(s string) {
@@ -50,6 +52,9 @@ func (f *fakeReceiver) Ack(_ context.Context, m *sources.Message) error {
 }
 func (f *fakeReceiver) Release(_ context.Context, m *sources.Message, d time.Duration) error {
 	f.record("release " + m.ID + " " + d.String())
+	if f.duringRelease != nil {
+		f.duringRelease(m)
+	}
 	return nil
 }
 func (f *fakeReceiver) DeadLetter(_ context.Context, m *sources.Message, reason string, _ map[string]string) error {
@@ -220,6 +225,39 @@ func TestLoopDeadLettersWhatCannotBecomeAJob(t *testing.T) {
 	e.deliver("m2", map[string]string{"customer": "acme"})
 	if j := e.jobOf("m2", 1); j == nil || j.Spec.Template.Spec.Containers[0].Env[len(j.Spec.Template.Spec.Containers[0].Env)-1].Value != "acme" {
 		t.Errorf("the message with its parameter did not get its Job with CUSTOMER=acme")
+	}
+}
+
+// A queue that redelivers a released message at once (Service Bus abandon) can hand it to the receive loop while
+// the release call is still in flight: that delivery must become the next attempt, not be merged into the entry
+// being let go (which left it unheld until its lock ran out).
+func TestLoopRedeliveryDuringRelease(t *testing.T) {
+	e := newLoopEnv(t, nil)
+	ctx := context.Background()
+	e.deliver("m1", nil)
+	j := e.jobOf("m1", 1)
+	if j == nil {
+		t.Fatal("no Job for m1 attempt 1")
+	}
+	e.recv.duringRelease = func(m *sources.Message) {
+		e.recv.duringRelease = nil
+		redelivered := sources.Message{ID: m.ID, Queue: m.Queue, Body: m.Body, EnqueuedAt: m.EnqueuedAt,
+			LeaseUntil: e.clock.Now().Add(30 * time.Second), Handle: "h-second"}
+		if _, fresh := e.l.hold(redelivered); fresh {
+			t.Error("the redelivery was taken as a new message while the old entry was still settling")
+		}
+	}
+	e.finish(j, batchv1.JobFailed)
+	e.l.keepOnce(ctx, e.recv)
+	e.l.admits.Wait()
+	if e.jobOf("m1", 2) == nil {
+		t.Fatal("the redelivery during the release did not become attempt 2")
+	}
+	e.l.mu.Lock()
+	h := e.l.held[jobtemplate.MessageKey("http://sqs/1/q", "m1")]
+	e.l.mu.Unlock()
+	if h == nil || h.msg.Handle != "h-second" || h.attempt != 2 {
+		t.Errorf("held entry %+v, want the second delivery holding attempt 2", h)
 	}
 }
 

@@ -42,13 +42,16 @@ const (
 const (
 	// defaultLease is Lease before the first Receive has shown the entity's lock duration.
 	defaultLease = 30 * time.Second
-	// minLease and maxLease bound the lease: Service Bus lock durations are 5 s to 5 min.
-	minLease = 5 * time.Second
+	// minLease and maxLease bound the lease: Service Bus lock durations are 5 s to 5 min (emulators allow less).
+	minLease = time.Second
 	maxLease = 5 * time.Minute
 	// maxReceive is the most messages one Receive asks for.
 	maxReceive = 1000
 	// minReceiveWait is the shortest wait of a Receive: the client needs a moment to issue credit and get messages.
 	minReceiveWait = 500 * time.Millisecond
+	// afterFirstMessage is how long a Receive waits for more messages once one arrived (the client's default is
+	// 20 ms, all of it latency for the first).
+	afterFirstMessage = 2 * time.Millisecond
 	// closeTimeout bounds Close's detach of the links.
 	closeTimeout = 5 * time.Second
 	// maxTracked bounds the received messages kept for settling on their own link; beyond it the oldest are
@@ -81,8 +84,8 @@ var _ ReceiverAPI = (*azservicebus.Receiver)(nil)
 // Service Bus semantics the caller must know: every abandon (each Release, each retried attempt) and every lock that
 // runs out adds one to the message's delivery count, and once the entity's MaxDeliveryCount is reached Service Bus
 // dead-letters the message itself (reason MaxDeliveryCountExceeded): of maxDeliveries and MaxDeliveryCount the
-// lower wins. Abandon cannot delay a redelivery, so Release's delay does not apply: the message is redelivered at
-// once. Sessions are not supported: a session-enabled entity refuses the receiver.
+// lower wins. Abandon cannot delay a redelivery, so a Release with a delay keeps the lock for the delay and abandons
+// then (see Release). Sessions are not supported: a session-enabled entity refuses the receiver.
 //
 // Identity: a message's ID is its sequence number (stable across redeliveries, unlike the sender-set MessageId,
 // which is in System as MessageId). Handle is the lock token (hex); settling a message received by another Receiver
@@ -104,6 +107,11 @@ type Receiver struct {
 	tracked map[string]*azservicebus.ReceivedMessage
 	// order is tracked's Handles, oldest first, to bound it.
 	order []string
+	// deferred are the messages a delayed Release still holds, by Handle; closed stops them.
+	deferred map[string]context.CancelFunc
+	closed   bool
+	// background runs the delayed releases; Close waits for them.
+	background sync.WaitGroup
 }
 
 var _ sources.Receiver = (*Receiver)(nil)
@@ -166,11 +174,12 @@ func NewReceiverWithAPI(cfg sources.Config, api ReceiverAPI, deadLetter string) 
 
 func newReceiver(m Metadata, api ReceiverAPI) *Receiver {
 	return &Receiver{
-		meta:    m,
-		queue:   "sb://" + m.Namespace + "/" + m.EntityName(),
-		api:     api,
-		close:   api.Close,
-		tracked: make(map[string]*azservicebus.ReceivedMessage),
+		meta:     m,
+		queue:    "sb://" + m.Namespace + "/" + m.EntityName(),
+		api:      api,
+		close:    api.Close,
+		tracked:  make(map[string]*azservicebus.ReceivedMessage),
+		deferred: make(map[string]context.CancelFunc),
 	}
 }
 
@@ -223,7 +232,7 @@ func (r *Receiver) Receive(ctx context.Context, maxMessages int, wait time.Durat
 	r.receiveMu.Lock()
 	defer r.receiveMu.Unlock()
 	recvCtx, cancel := context.WithTimeout(ctx, max(wait, minReceiveWait))
-	raw, err := r.api.ReceiveMessages(recvCtx, min(maxMessages, maxReceive), nil)
+	raw, err := r.api.ReceiveMessages(recvCtx, min(maxMessages, maxReceive), &azservicebus.ReceiveMessagesOptions{TimeAfterFirstMessage: afterFirstMessage})
 	cancel()
 	if err != nil {
 		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
@@ -303,9 +312,75 @@ func (r *Receiver) Ack(ctx context.Context, m *sources.Message) error {
 	})
 }
 
-// Release abandons m: it is redelivered at once with its delivery count one higher (Service Bus has no redelivery
-// delay, so delay does not apply).
-func (r *Receiver) Release(ctx context.Context, m *sources.Message, _ time.Duration) error {
+// Release abandons m: Service Bus redelivers it with its delivery count one higher. Abandon itself cannot delay the
+// redelivery, so with a delay the Receiver keeps the lock for that long (renewing it at a third of the lease) and
+// abandons m then, in the background; Close abandons such messages at once. A delayed Release first renews the lock,
+// so a lost lock is reported as for Extend.
+func (r *Receiver) Release(ctx context.Context, m *sources.Message, delay time.Duration) error {
+	if delay <= 0 {
+		return r.abandon(ctx, m)
+	}
+	if _, err := r.Extend(ctx, m, time.Time{}); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return r.abandon(ctx, m)
+	}
+	if _, ok := r.deferred[m.Handle]; ok {
+		r.mu.Unlock()
+		return nil // released already, waiting for its delay
+	}
+	dctx, stop := context.WithCancel(context.Background())
+	r.deferred[m.Handle] = stop
+	r.background.Add(1)
+	r.mu.Unlock()
+	msg := *m
+	go r.holdThenAbandon(dctx, &msg, delay)
+	return nil
+}
+
+// holdThenAbandon renews m's lock until delay has passed (or ctx ends: Close) and then abandons it. A lost lock ends
+// it early: Service Bus redelivers the message anyway.
+func (r *Receiver) holdThenAbandon(ctx context.Context, m *sources.Message, delay time.Duration) {
+	defer r.background.Done()
+	done := time.NewTimer(delay)
+	defer done.Stop()
+	renew := time.NewTicker(max(r.Lease()/3, 100*time.Millisecond))
+	defer renew.Stop()
+	for waiting := true; waiting; {
+		select {
+		case <-ctx.Done():
+			waiting = false
+		case <-done.C:
+			waiting = false
+		case <-renew.C:
+			rctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+			_, err := r.Extend(rctx, m, time.Time{})
+			cancel()
+			if errors.Is(err, sources.ErrLeaseLost) {
+				r.forgetDeferred(m.Handle)
+				return
+			}
+		}
+	}
+	actx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+	defer cancel()
+	_ = r.abandon(actx, m) // a failure leaves the lock to run out: Service Bus redelivers the message then
+	r.forgetDeferred(m.Handle)
+}
+
+func (r *Receiver) forgetDeferred(handle string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if stop, ok := r.deferred[handle]; ok {
+		stop()
+		delete(r.deferred, handle)
+	}
+}
+
+func (r *Receiver) abandon(ctx context.Context, m *sources.Message) error {
 	return r.settle(ctx, m, "abandoning", func(rm *azservicebus.ReceivedMessage) error {
 		return r.api.AbandonMessage(ctx, rm, nil)
 	})
@@ -405,8 +480,16 @@ func (r *Receiver) untrack(handle string) {
 	}
 }
 
-// Close detaches the receiver and closes its connection. It is safe to call more than once.
+// Close abandons the messages of delayed releases at once, detaches the receiver and closes its connection. It is
+// safe to call more than once.
 func (r *Receiver) Close() error {
+	r.mu.Lock()
+	r.closed = true
+	for _, stop := range r.deferred {
+		stop()
+	}
+	r.mu.Unlock()
+	r.background.Wait()
 	r.mu.Lock()
 	closeFn := r.close
 	r.close = nil

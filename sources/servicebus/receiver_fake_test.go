@@ -127,7 +127,7 @@ func TestReceiverOnFake(t *testing.T) {
 		if err := r.DeadLetter(t.Context(), &msgs[1], "all 3 deliveries failed", map[string]string{"kubedispatch-scaledjob": "ns/etl", "kubedispatch-deliveries": "3"}); err != nil {
 			t.Fatalf("DeadLetter: %v", err)
 		}
-		if err := r.Release(t.Context(), &msgs[2], time.Minute); err != nil {
+		if err := r.Release(t.Context(), &msgs[2], 0); err != nil {
 			t.Fatalf("Release: %v", err)
 		}
 		again := receiveN(t, r, 1)
@@ -168,6 +168,27 @@ func TestReceiverOnFake(t *testing.T) {
 		}
 		if s := q.stats(); s.Completed != 1 || s.LockExpired != 1 {
 			t.Errorf("stats %+v, want 1 completed and 1 expired lock", s)
+		}
+	})
+
+	t.Run("a delayed release holds the lock for the delay, then abandons", func(t *testing.T) {
+		q := newFakeQueue(t, fake, "delayed", time.Second, 10)
+		q.send("later")
+		r := q.receiver(fakeKey)
+		msgs := receiveN(t, r, 1)
+		released := time.Now()
+		if err := r.Release(t.Context(), &msgs[0], 2500*time.Millisecond); err != nil {
+			t.Fatalf("Release: %v", err)
+		}
+		again := receiveN(t, r, 1)
+		if waited := time.Since(released); waited < 2*time.Second {
+			t.Errorf("redelivered %v after a release with a delay of 2.5s", waited)
+		}
+		if again[0].ReceiveCount != 2 {
+			t.Errorf("receive count %d after the delayed release, want 2", again[0].ReceiveCount)
+		}
+		if s := q.stats(); s.LockExpired != 0 || s.Abandoned != 1 {
+			t.Errorf("stats %+v, want 1 abandon and no expired lock (the lock was renewed during the delay)", s)
 		}
 	})
 
@@ -219,4 +240,3 @@ func TestReceiverOnFake(t *testing.T) {
 		}
 	})
 }
-

@@ -170,10 +170,10 @@ func TestReceiveLimits(t *testing.T) {
 		wantAsked []int
 		wantLease time.Duration
 	}{
-		"no free slot: no call":            {max: 0, wantLease: defaultLease},
-		"asks for at most 1000":            {max: 5000, batch: []*azservicebus.ReceivedMessage{received(1, 2*time.Second)}, wantAsked: []int{1000}, wantLease: minLease},
-		"a lock above 5 minutes is capped": {max: 1, batch: []*azservicebus.ReceivedMessage{received(1, time.Hour)}, wantAsked: []int{1}, wantLease: maxLease},
-		"no lock time: default lease":      {max: 1, batch: []*azservicebus.ReceivedMessage{received(1, 0, func(m *azservicebus.ReceivedMessage) { m.LockedUntil = nil })}, wantAsked: []int{1}, wantLease: defaultLease},
+		"no free slot: no call":                          {max: 0, wantLease: defaultLease},
+		"asks for at most 1000; a 2s lock is a 2s lease": {max: 5000, batch: []*azservicebus.ReceivedMessage{received(1, 2*time.Second)}, wantAsked: []int{1000}, wantLease: 2 * time.Second},
+		"a lock above 5 minutes is capped":               {max: 1, batch: []*azservicebus.ReceivedMessage{received(1, time.Hour)}, wantAsked: []int{1}, wantLease: maxLease},
+		"no lock time: default lease":                    {max: 1, batch: []*azservicebus.ReceivedMessage{received(1, 0, func(m *azservicebus.ReceivedMessage) { m.LockedUntil = nil })}, wantAsked: []int{1}, wantLease: defaultLease},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -255,11 +255,17 @@ func TestSettle(t *testing.T) {
 			do:        func(ctx context.Context, r *Receiver, m *sources.Message) error { return r.Ack(ctx, m) },
 			wantCalls: []string{"complete " + tokenHex(7)},
 		},
-		"release abandons, whatever the delay": {
+		"release without a delay abandons": {
+			do:        func(ctx context.Context, r *Receiver, m *sources.Message) error { return r.Release(ctx, m, 0) },
+			wantCalls: []string{"abandon " + tokenHex(7)},
+		},
+		"a delayed release whose lock is lost reports it": {
 			do: func(ctx context.Context, r *Receiver, m *sources.Message) error {
 				return r.Release(ctx, m, time.Minute)
 			},
-			wantCalls: []string{"abandon " + tokenHex(7)},
+			settleErr: map[string]error{"renew": lockLost},
+			wantCalls: []string{"renew " + tokenHex(7)},
+			wantKind:  sources.ErrLeaseLost,
 		},
 		"extend renews the lock": {
 			do: func(ctx context.Context, r *Receiver, m *sources.Message) error {
@@ -319,6 +325,55 @@ func TestSettle(t *testing.T) {
 				t.Errorf("tracked after settle = %v, want %v", tracked, tc.wantTracked)
 			}
 		})
+	}
+}
+
+// A delayed release keeps the lock for the delay, then abandons; Close abandons the waiting ones at once.
+func TestDelayedRelease(t *testing.T) {
+	api := &fakeAPI{batches: [][]*azservicebus.ReceivedMessage{{received(1, time.Minute), received(2, time.Minute)}}}
+	r := newTestReceiver(t, api)
+	msgs, err := r.Receive(t.Context(), 2, time.Second, testNow)
+	if err != nil || len(msgs) != 2 {
+		t.Fatalf("Receive() = %v, %v", msgs, err)
+	}
+	if err := r.Release(t.Context(), &msgs[0], 100*time.Millisecond); err != nil {
+		t.Fatalf("Release: %v", err)
+	}
+	if err := r.Release(t.Context(), &msgs[1], time.Hour); err != nil {
+		t.Fatalf("Release: %v", err)
+	}
+	waitFor(t, "message 1 abandoned after its delay", func() bool { return api.has("abandon " + tokenHex(1)) })
+	if api.has("abandon " + tokenHex(2)) {
+		t.Fatal("message 2 abandoned before its delay of an hour")
+	}
+	if err := r.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if !api.has("abandon " + tokenHex(2)) {
+		t.Error("Close did not abandon the message still waiting for its delay")
+	}
+}
+
+func (f *fakeAPI) has(call string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, c := range f.calls {
+		if c == call {
+			return true
+		}
+	}
+	return false
+}
+
+// waitFor polls cond for up to 10 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
