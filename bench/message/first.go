@@ -54,7 +54,7 @@ func runFirst(ctx context.Context, e env, o options) (firstMsg, firstCount first
 		modeCount:   {Mode: modeCount, Namespace: nsFirstCount, IdleSeconds: o.idle.Seconds(), Problems: []string{}},
 	}
 	recs := map[string]*jobRecorder{}
-	queues := map[string][]string{}
+	queues := map[string][]*sqsQueue{}
 	up := map[string][]time.Time{}
 	name := func(i int) string { return fmt.Sprintf("first-%d", i+1) }
 
@@ -68,16 +68,16 @@ func runFirst(ctx context.Context, e env, o options) (firstMsg, firstCount first
 		defer rec.stop()
 		recs[mode] = rec
 		for i := range o.firstRuns {
-			url, err := createQueue(ctx, e.q, fmt.Sprintf("%s-%d", ns, i+1))
+			q, err := newSQSQueue(ctx, e, fmt.Sprintf("%s-%d", ns, i+1))
 			if err != nil {
 				return firstMsg, firstCount, err
 			}
-			queues[mode] = append(queues[mode], url)
-			if err := e.cl.Create(ctx, scaledJob(ns, name(i), url, e.sqsEndpoint, mode)); err != nil {
+			queues[mode] = append(queues[mode], q)
+			if err := e.cl.Create(ctx, scaledJob(ns, name(i), q, mode)); err != nil {
 				return firstMsg, firstCount, fmt.Errorf("creating ScaledJob %s/%s: %w", ns, name(i), err)
 			}
 			if mode == modeCount {
-				w := &worker.SQS{Client: e.q, QueueURL: url, Clientset: e.cs, Namespace: ns, Log: logr.Discard(),
+				w := &worker.SQS{Client: q.c, QueueURL: q.url, Clientset: e.cs, Namespace: ns, Log: logr.Discard(),
 					Selector: v1alpha1.LabelScaledJob + "=" + name(i)}
 				stop := runWorker(ctx, w)
 				defer stop()
@@ -117,7 +117,7 @@ func runFirst(ctx context.Context, e env, o options) (firstMsg, firstCount first
 			if err := pause(ctx, jitter); err != nil {
 				return firstMsg, firstCount, err
 			}
-			sent, err := sendBatch(ctx, e.q, queues[mode][i], "first", i, 1)
+			sent, err := queues[mode][i].send(ctx, "first", i, 1)
 			if err != nil {
 				return firstMsg, firstCount, err
 			}
@@ -139,9 +139,9 @@ func runFirst(ctx context.Context, e env, o options) (firstMsg, firstCount first
 	benchkit.Step("First Job: waiting for the %d queues to drain", 2*o.firstRuns)
 	for _, mode := range modes {
 		r := res[mode]
-		for i, url := range queues[mode] {
-			if err := benchkit.WaitUntil(ctx, "queue "+url+" to drain", time.Minute, 200*time.Millisecond, abort, func() (bool, error) {
-				n, err := queueLeft(ctx, e.q, url)
+		for i, q := range queues[mode] {
+			if err := benchkit.WaitUntil(ctx, "queue "+q.url+" to drain", time.Minute, 200*time.Millisecond, abort, func() (bool, error) {
+				n, err := q.left(ctx)
 				return n == 0, err
 			}); err != nil {
 				if e.d.Exited() != nil || ctx.Err() != nil {

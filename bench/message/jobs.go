@@ -26,8 +26,18 @@ type jobRecord struct {
 	// Finished is when the Job was first seen Complete or Failed (or deleted); zero until then.
 	Finished time.Time
 	// ScaledJob and MessageID are the Job's kubedispatch.io/scaledjob label and kubedispatch.io/message-id
-	// annotation ("" in count mode).
-	ScaledJob, MessageID string
+	// annotation ("" in count mode); BenchID is its pod template's benchIDAnnotation (Pub/Sub and Service Bus).
+	ScaledJob, MessageID, BenchID string
+	// Outcome is the Job's kubedispatch.io/message-outcome annotation as last seen ("" until the message is settled).
+	Outcome string
+}
+
+// key names the Job's message as sentMessage.ID does: the benchmark's id when the Job has one, else the queue's.
+func (j jobRecord) key() string {
+	if j.BenchID != "" {
+		return j.BenchID
+	}
+	return j.MessageID
 }
 
 // jobRecorder follows the Jobs of one namespace with a watch and keeps a record per Job, and the largest number of
@@ -69,9 +79,12 @@ func (r *jobRecorder) observe(job *batchv1.Job, deleted bool, now time.Time) {
 	rec, ok := r.jobs[job.UID]
 	if !ok {
 		rec = &jobRecord{Seen: now, Created: job.CreationTimestamp.Time, ScaledJob: job.Labels[v1alpha1.LabelScaledJob],
-			MessageID: job.Annotations[v1alpha1.AnnotationMessageID]}
+			MessageID: job.Annotations[v1alpha1.AnnotationMessageID], BenchID: job.Spec.Template.Annotations[benchIDAnnotation]}
 		r.jobs[job.UID] = rec
 		r.unfinished++
+	}
+	if o := job.Annotations[v1alpha1.AnnotationMessageOutcome]; o != "" {
+		rec.Outcome = o
 	}
 	if rec.Finished.IsZero() && (deleted || dispatch.IsFinished(job)) {
 		rec.Finished = now

@@ -10,10 +10,12 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
 
+	"cloud.google.com/go/pubsub/v2"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/go-logr/logr"
 	"k8s.io/client-go/kubernetes"
@@ -21,7 +23,9 @@ import (
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/kubedispatch/kubedispatch/bench/internal/benchkit"
+	"github.com/kubedispatch/kubedispatch/e2e/cluster"
 	"github.com/kubedispatch/kubedispatch/e2e/framework"
+	"github.com/kubedispatch/kubedispatch/internal/sbfake"
 )
 
 // The workload and the targets (from the message-mode issue).
@@ -48,32 +52,50 @@ const (
 	nsCount        = "bench-count"
 	nsFirstMessage = "bench-first-message"
 	nsFirstCount   = "bench-first-count"
+	nsPubSub       = "bench-pubsub"
+	nsServiceBus   = "bench-servicebus"
 	streamName     = "stream"
 )
 
 type options struct {
-	messages  int
-	rate      float64
-	firstRuns int
-	idle      time.Duration
-	keep      bool
+	queues        []string
+	messages      int
+	extraMessages int
+	rate          float64
+	firstRuns     int
+	idle          time.Duration
+	keep          bool
+	noResults     bool
 }
+
+// has reports whether -queues names queue.
+func (o options) has(queue string) bool { return slices.Contains(o.queues, queue) }
 
 // command is the go run line that repeats the run.
 func (o options) command() string {
-	return fmt.Sprintf("go run ./bench/message -messages=%d -rate=%g -first-runs=%d -idle=%s", o.messages, o.rate, o.firstRuns, o.idle)
+	return fmt.Sprintf("go run ./bench/message -queues=%s -messages=%d -extra-messages=%d -rate=%g -first-runs=%d -idle=%s",
+		strings.Join(o.queues, ","), o.messages, o.extraMessages, o.rate, o.firstRuns, o.idle)
 }
 
 func main() {
 	var o options
-	flag.IntVar(&o.messages, "messages", 1000, "messages sent to each of the message-mode and count-mode ScaledJobs")
+	queues := flag.String("queues", strings.Join(allQueues, ","), "queue services to run, comma-separated: sqs (message mode, count mode "+
+		"and the first-Job trials), pubsub and servicebus (message mode)")
+	flag.IntVar(&o.messages, "messages", 1000, "messages sent to each of the SQS message-mode and count-mode ScaledJobs")
+	flag.IntVar(&o.extraMessages, "extra-messages", 300, "messages sent to each of the Pub/Sub and Service Bus message-mode ScaledJobs")
 	flag.Float64Var(&o.rate, "rate", 5, "messages per second, sent in SendMessageBatch calls of 10 (the local stack on 2 cores sustains about 12 Job creations per second: above that the figures measure a backlog, not dispatch)")
 	flag.IntVar(&o.firstRuns, "first-runs", 5, "single-message first-Job trials per mode, each on a fresh ScaledJob")
 	flag.DurationVar(&o.idle, "idle", 30*time.Second, "how long the first-Job ScaledJobs stay idle before the first trial")
 	flag.BoolVar(&o.keep, "keep", false, benchkit.KeepUsage)
+	flag.BoolVar(&o.noResults, "no-results", false, "print the report but write nothing under bench/results (smoke runs)")
 	flag.Parse()
-	if o.messages < 1 || o.rate <= 0 || o.firstRuns < 1 || o.idle < 0 {
-		fmt.Fprintln(os.Stderr, "message: -messages, -rate and -first-runs must be positive, -idle not negative")
+	var err error
+	if o.queues, err = parseQueues(*queues); err != nil {
+		fmt.Fprintln(os.Stderr, "message:", err)
+		os.Exit(2)
+	}
+	if o.messages < 1 || o.extraMessages < 1 || o.rate <= 0 || o.firstRuns < 1 || o.idle < 0 {
+		fmt.Fprintln(os.Stderr, "message: -messages, -extra-messages, -rate and -first-runs must be positive, -idle not negative")
 		os.Exit(2)
 	}
 	if err := run(o); err != nil {
@@ -88,27 +110,47 @@ type result struct {
 	Command string    `json:"command"`
 	// Revision is the dispatcher's code: git describe of the checkout, and the files outside bench/ with
 	// uncommitted changes (the dispatcher is built from the working tree).
-	Revision                 string   `json:"revision"`
-	Uncommitted              []string `json:"uncommitted"`
-	Messages                 int      `json:"messages"`
-	RatePerSecond            float64  `json:"ratePerSecond"`
-	BatchSize                int      `json:"batchSize"`
-	MaxReplicaCount          int      `json:"maxReplicaCount"`
-	RunForSeconds            float64  `json:"runForSeconds"`
-	VisibilityTimeoutSeconds int      `json:"visibilityTimeoutSeconds"`
-	CountPollingSeconds      int      `json:"countPollingIntervalSeconds"`
-	CPUs                     int      `json:"cpus"`
-	GoVersion                string   `json:"goVersion"`
-	// StackStartupSeconds is the time cluster.Start took (etcd, control plane, kwok, moto).
+	Revision    string   `json:"revision"`
+	Uncommitted []string `json:"uncommitted"`
+	// Queues are the queue services run (-queues).
+	Queues []string `json:"queues"`
+	// Messages is each SQS stream's; ExtraMessages each Pub/Sub and Service Bus stream's.
+	Messages                 int     `json:"messages"`
+	ExtraMessages            int     `json:"extraMessages"`
+	RatePerSecond            float64 `json:"ratePerSecond"`
+	BatchSize                int     `json:"batchSize"`
+	MaxReplicaCount          int     `json:"maxReplicaCount"`
+	RunForSeconds            float64 `json:"runForSeconds"`
+	VisibilityTimeoutSeconds int     `json:"visibilityTimeoutSeconds"`
+	CountPollingSeconds      int     `json:"countPollingIntervalSeconds"`
+	CPUs                     int     `json:"cpus"`
+	GoVersion                string  `json:"goVersion"`
+	// StackStartupSeconds is the time cluster.Start took (etcd, control plane, kwok, moto, and the Pub/Sub emulator
+	// and the Service Bus fake when they run).
 	StackStartupSeconds float64 `json:"stackStartupSeconds"`
 	// WallSeconds is the whole run, the dispatcher's build included.
-	WallSeconds float64      `json:"wallSeconds"`
-	Message     streamResult `json:"message"`
-	Count       streamResult `json:"count"`
-	// FirstMessage and FirstCount are the single-message first-Job trials.
-	FirstMessage firstResult `json:"firstMessage"`
-	FirstCount   firstResult `json:"firstCount"`
-	Verdicts     verdicts    `json:"verdicts"`
+	WallSeconds float64 `json:"wallSeconds"`
+	// Message and Count are the SQS streams.
+	Message *streamResult `json:"message,omitempty"`
+	Count   *streamResult `json:"count,omitempty"`
+	// FirstMessage and FirstCount are the single-message first-Job trials (SQS).
+	FirstMessage *firstResult `json:"firstMessage,omitempty"`
+	FirstCount   *firstResult `json:"firstCount,omitempty"`
+	// PubSub and ServiceBus are the message-mode streams on those queues.
+	PubSub     *streamResult `json:"pubsub,omitempty"`
+	ServiceBus *streamResult `json:"serviceBus,omitempty"`
+	Verdicts   verdicts      `json:"verdicts"`
+}
+
+// messageStreams returns the message-mode streams that ran, SQS first.
+func (r result) messageStreams() []*streamResult {
+	var out []*streamResult
+	for _, s := range []*streamResult{r.Message, r.PubSub, r.ServiceBus} {
+		if s != nil {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // verdicts compares the run with the targets.
@@ -116,11 +158,23 @@ type verdicts struct {
 	TargetP50Seconds float64 `json:"targetP50Seconds"`
 	TargetP99Seconds float64 `json:"targetP99Seconds"`
 	TargetRatio      float64 `json:"targetRatio"`
-	P50Met           bool    `json:"p50Met"`
-	P99Met           bool    `json:"p99Met"`
-	// Ratio is the count-mode p50 (k-th message to k-th Job) over the message-mode p50 (per message).
+	// P50Met and P99Met are SQS message mode's.
+	P50Met bool `json:"p50Met"`
+	P99Met bool `json:"p99Met"`
+	// Ratio is the SQS count-mode p50 (k-th message to k-th Job) over the message-mode p50 (per message).
 	Ratio    float64 `json:"ratio"`
 	RatioMet bool    `json:"ratioMet"`
+	// MessageMode has every message-mode stream's verdicts, SQS's included.
+	MessageMode []queueVerdict `json:"messageMode"`
+}
+
+// queueVerdict compares one queue's message-mode stream with the latency targets.
+type queueVerdict struct {
+	Queue      string  `json:"queue"`
+	P50Seconds float64 `json:"p50Seconds"`
+	P99Seconds float64 `json:"p99Seconds"`
+	P50Met     bool    `json:"p50Met"`
+	P99Met     bool    `json:"p99Met"`
 }
 
 // env is what the phases share.
@@ -129,8 +183,12 @@ type env struct {
 	cs          kubernetes.Interface
 	q           *sqs.Client
 	sqsEndpoint string
-	d           *benchkit.Dispatcher
-	metricsURL  string
+	// ps is the Pub/Sub emulator's client; sb and sbAddr are the Service Bus fake's control API and AMQP address.
+	ps         *pubsub.Client
+	sb         *sbfake.Control
+	sbAddr     string
+	d          *benchkit.Dispatcher
+	metricsURL string
 }
 
 func run(o options) (err error) {
@@ -138,7 +196,8 @@ func run(o options) (err error) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	ctrllog.SetLogger(logr.Discard())
-	res := result{Date: time.Now().UTC(), Command: o.command(), Messages: o.messages, RatePerSecond: o.rate, BatchSize: batchSize,
+	res := result{Date: time.Now().UTC(), Command: o.command(), Queues: o.queues, Messages: o.messages, ExtraMessages: o.extraMessages,
+		RatePerSecond: o.rate, BatchSize: batchSize,
 		MaxReplicaCount: maxReplicas, RunForSeconds: runFor.Seconds(), VisibilityTimeoutSeconds: visibilitySeconds,
 		CountPollingSeconds: countPoll, CPUs: runtime.NumCPU(), GoVersion: runtime.Version()}
 
@@ -164,7 +223,7 @@ func run(o options) (err error) {
 		return fmt.Errorf("creating the stack directory: %w", err)
 	}
 	defer func() { benchkit.CleanStackDir(dir, o.keep, err) }()
-	st, err := benchkit.StartStack(ctx, dir, bins)
+	st, err := benchkit.StartStackWith(ctx, dir, bins, cluster.Options{PubSub: o.has(queuePubSub), ServiceBus: o.has(queueServiceBus)})
 	if err != nil {
 		return err
 	}
@@ -175,7 +234,16 @@ func run(o options) (err error) {
 	if err != nil {
 		return fmt.Errorf("building the clientset: %w", err)
 	}
-	namespaces := []string{nsMessage, nsCount, nsFirstMessage, nsFirstCount}
+	var namespaces []string
+	if o.has(queueSQS) {
+		namespaces = append(namespaces, nsMessage, nsCount, nsFirstMessage, nsFirstCount)
+	}
+	if o.has(queuePubSub) {
+		namespaces = append(namespaces, nsPubSub)
+	}
+	if o.has(queueServiceBus) {
+		namespaces = append(namespaces, nsServiceBus)
+	}
 	if err := benchkit.InstallCRDs(ctx, cl, root, namespaces); err != nil {
 		return err
 	}
@@ -194,17 +262,48 @@ func run(o options) (err error) {
 		return err
 	}
 	defer d.Stop()
-	e := env{cl: cl, cs: cs, q: framework.NewSQSClient(c.SQSEndpoint), sqsEndpoint: c.SQSEndpoint, d: d,
-		metricsURL: "http://" + metricsAddr + "/metrics"}
+	e := env{cl: cl, cs: cs, q: framework.NewSQSClient(c.SQSEndpoint), sqsEndpoint: c.SQSEndpoint, sb: c.ServiceBus,
+		sbAddr: c.ServiceBusAddr, d: d, metricsURL: "http://" + metricsAddr + "/metrics"}
+	if o.has(queuePubSub) {
+		// The client library dials the emulator without TLS or credentials when PUBSUB_EMULATOR_HOST is set, as the
+		// dispatcher does (the stack's Env gives it the same value).
+		if err := os.Setenv("PUBSUB_EMULATOR_HOST", c.PubSubHost); err != nil {
+			return fmt.Errorf("setting PUBSUB_EMULATOR_HOST: %w", err)
+		}
+		if e.ps, err = pubsub.NewClient(ctx, framework.PubSubProject); err != nil {
+			return fmt.Errorf("building the Pub/Sub client: %w", err)
+		}
+		defer e.ps.Close()
+	}
 
-	if res.Message, err = runStream(ctx, e, modeMessage, o); err != nil {
-		return err
+	// SQS first, as before the other queues were added: message mode, count mode, the first-Job trials. Then one
+	// message-mode stream per other queue, each with its own namespace, ScaledJob and queue.
+	one := func(sp stream) (*streamResult, error) {
+		r, err := runStream(ctx, e, sp, o)
+		return &r, err
 	}
-	if res.Count, err = runStream(ctx, e, modeCount, o); err != nil {
-		return err
+	if o.has(queueSQS) {
+		if res.Message, err = one(stream{queue: queueSQS, mode: modeMessage, ns: nsMessage, messages: o.messages}); err != nil {
+			return err
+		}
+		if res.Count, err = one(stream{queue: queueSQS, mode: modeCount, ns: nsCount, messages: o.messages}); err != nil {
+			return err
+		}
+		fm, fc, err := runFirst(ctx, e, o)
+		if err != nil {
+			return err
+		}
+		res.FirstMessage, res.FirstCount = &fm, &fc
 	}
-	if res.FirstMessage, res.FirstCount, err = runFirst(ctx, e, o); err != nil {
-		return err
+	if o.has(queuePubSub) {
+		if res.PubSub, err = one(stream{queue: queuePubSub, mode: modeMessage, ns: nsPubSub, messages: o.extraMessages}); err != nil {
+			return err
+		}
+	}
+	if o.has(queueServiceBus) {
+		if res.ServiceBus, err = one(stream{queue: queueServiceBus, mode: modeMessage, ns: nsServiceBus, messages: o.extraMessages}); err != nil {
+			return err
+		}
 	}
 	benchkit.Step("Stopping the dispatcher")
 	d.Stop()
@@ -214,21 +313,28 @@ func run(o options) (err error) {
 	report := render(res)
 	fmt.Println()
 	fmt.Print(report)
-	if err := benchkit.WriteResults(root, "message", "message-latest.md", res.Date, res, report); err != nil {
+	if o.noResults {
+		benchkit.Step("-no-results: nothing written under bench/results")
+	} else if err := benchkit.WriteResults(root, "message", "message-latest.md", res.Date, res, report); err != nil {
 		return err
 	}
 	var errs []error
-	for _, p := range res.Message.Problems {
-		errs = append(errs, fmt.Errorf("message mode: %s", p))
+	problems := func(what string, ps []string) {
+		for _, p := range ps {
+			errs = append(errs, fmt.Errorf("%s: %s", what, p))
+		}
 	}
-	for _, p := range res.Count.Problems {
-		errs = append(errs, fmt.Errorf("count mode: %s", p))
+	if res.Message != nil {
+		problems("message mode", res.Message.Problems)
+		problems("count mode", res.Count.Problems)
+		problems("first Job, message mode", res.FirstMessage.Problems)
+		problems("first Job, count mode", res.FirstCount.Problems)
 	}
-	for _, p := range res.FirstMessage.Problems {
-		errs = append(errs, fmt.Errorf("first Job, message mode: %s", p))
+	if res.PubSub != nil {
+		problems("Pub/Sub message mode", res.PubSub.Problems)
 	}
-	for _, p := range res.FirstCount.Problems {
-		errs = append(errs, fmt.Errorf("first Job, count mode: %s", p))
+	if res.ServiceBus != nil {
+		problems("Service Bus message mode", res.ServiceBus.Problems)
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("checking the runs (see %s): %w", d.LogPath, errors.Join(errs...))
@@ -238,7 +344,16 @@ func run(o options) (err error) {
 
 // judge compares the run with the targets.
 func judge(r result) verdicts {
-	v := verdicts{TargetP50Seconds: targetP50.Seconds(), TargetP99Seconds: targetP99.Seconds(), TargetRatio: targetRatio}
+	v := verdicts{TargetP50Seconds: targetP50.Seconds(), TargetP99Seconds: targetP99.Seconds(), TargetRatio: targetRatio,
+		MessageMode: []queueVerdict{}}
+	for _, s := range r.messageStreams() {
+		m := s.PerMessage
+		v.MessageMode = append(v.MessageMode, queueVerdict{Queue: s.Queue, P50Seconds: m.P50, P99Seconds: m.P99,
+			P50Met: m.N > 0 && m.P50 <= v.TargetP50Seconds, P99Met: m.N > 0 && m.P99 <= v.TargetP99Seconds})
+	}
+	if r.Message == nil {
+		return v
+	}
 	m := r.Message.PerMessage
 	v.P50Met = m.N > 0 && m.P50 <= v.TargetP50Seconds
 	v.P99Met = m.N > 0 && m.P99 <= v.TargetP99Seconds

@@ -4,13 +4,9 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"strconv"
 	"sync"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/go-logr/logr"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -34,22 +30,25 @@ const (
 // latencyMetric is the dispatcher's own enqueue -> Job created histogram (message mode).
 const latencyMetric = "kubedispatch_message_dispatch_latency_seconds"
 
-// streamResult is one mode's steady stream of messages.
+// streamResult is one steady stream of messages: one queue service, one mode.
 type streamResult struct {
+	// Queue is the queue service: sqs, pubsub or servicebus.
+	Queue     string `json:"queue"`
 	Mode      string `json:"mode"`
 	Namespace string `json:"namespace"`
 	Messages  int    `json:"messages"`
-	// SendSeconds runs from the start of the first SendMessageBatch to the return of the last; AchievedRate is
-	// Messages / SendSeconds.
+	// SendSeconds runs from the start of the first send call (SQS and Service Bus SendMessageBatch, Pub/Sub Publish)
+	// to the return of the last; AchievedRate is Messages / SendSeconds.
 	SendSeconds  float64 `json:"sendSeconds"`
 	AchievedRate float64 `json:"achievedRatePerSecond"`
-	// SendCall is the duration of the SendMessageBatch calls.
+	// SendCall is the duration of the send calls (one per batch; Service Bus: one per message).
 	SendCall latency `json:"sendCall"`
-	// PerMessage is message mode's latency per message: the start of the SendMessageBatch call that sent it to the
-	// arrival of its Job's ADDED event on a watch. PerMessageFromReturn runs from that call's return instead.
+	// PerMessage is message mode's latency per message: the start of the send call that sent it (with the other
+	// messages of its batch; Service Bus: alone) to the arrival of its Job's ADDED event on a watch.
+	// PerMessageFromReturn runs from that call's return instead.
 	PerMessage           latency `json:"perMessage"`
 	PerMessageFromReturn latency `json:"perMessageFromReturn"`
-	// ByBatchPositionP50 is the per-message p50 by the message's place in its SendMessageBatch call (entry 1 to 10).
+	// ByBatchPositionP50 is the per-message p50 by the message's place in its batch (entry 1 to 10).
 	ByBatchPositionP50 []float64 `json:"byBatchPositionP50Seconds,omitempty"`
 	// Kth pairs the k-th message sent with the k-th Job seen (both sorted by time): the only measure in count mode,
 	// where Jobs are not bound to messages; given for message mode too, to compare like with like.
@@ -73,6 +72,9 @@ type streamResult struct {
 	// MessagesWithoutJob and MessagesWithSeveralJobs check message mode's one Job per message.
 	MessagesWithoutJob      int `json:"messagesWithoutJob"`
 	MessagesWithSeveralJobs int `json:"messagesWithSeveralJobs"`
+	// JobsNotAcked counts message mode's Jobs (warm-up left out) without the kubedispatch.io/message-outcome
+	// "acked" annotation once the stream was over (or after ackWait).
+	JobsNotAcked int `json:"jobsNotAcked"`
 	// Worker is the worker simulator's counts (count mode), read once the queue is drained (it may still be working
 	// through finished pods, so Idle can be short); a message is deleted twice when the queue delivered it again
 	// (at-least-once) before the first delete. JobsWithoutMessage is JobsSeen - Worker.Received: Jobs that did no work.
@@ -112,32 +114,42 @@ func quantiles(h benchkit.Histogram) *histResult {
 	return r
 }
 
-// runStream sends o.messages messages at o.rate to a fresh ScaledJob of mode in its own namespace and queue, waits
-// until the queue is drained and every Job has finished, and measures enqueue -> Job created.
+// ackWait bounds the wait, once every message has its Job, for every Job to be marked acked.
+const ackWait = 2 * time.Minute
+
+// stream says what one runStream does: messages messages to a message- or count-mode ScaledJob (count mode: SQS
+// only) on a queue of the service queue, all in namespace ns.
+type stream struct {
+	queue, mode, ns string
+	messages        int
+}
+
+// runStream sends sp.messages messages at o.rate to a fresh ScaledJob of sp.mode on a fresh queue of sp.queue in
+// namespace sp.ns, waits until every Job has finished and the queue is drained, and measures enqueue -> Job created.
+// Everything queue-specific is behind benchQueue.
 //
 // Message mode: once the ScaledJob is Ready, one warm-up message is sent and its Job awaited (the receive loop, the
 // caches and the create path are then live), and the dispatcher's histogram is read; the stream follows. Count mode:
 // the ScaledJob has ticked once, and the worker simulator (e2e/worker) plays the Jobs' part, taking one message per
 // running pod and deleting it just before the pod succeeds.
-func runStream(ctx context.Context, e env, mode string, o options) (streamResult, error) {
-	ns := nsMessage
-	if mode == modeCount {
-		ns = nsCount
-	}
-	r := streamResult{Mode: mode, Namespace: ns, Messages: o.messages}
+func runStream(ctx context.Context, e env, sp stream, o options) (streamResult, error) {
+	mode, ns := sp.mode, sp.ns
+	r := streamResult{Queue: sp.queue, Mode: mode, Namespace: ns, Messages: sp.messages}
 	key := client.ObjectKey{Namespace: ns, Name: streamName}
 	selector := v1alpha1.LabelScaledJob + "=" + streamName
 	poll := ""
 	if mode == modeCount {
 		poll = fmt.Sprintf(", pollingInterval %d s, queueLength 1", countPoll)
 	}
-	benchkit.Step("%s mode: ScaledJob %s (maxReplicaCount %d, pods run %s, queue VisibilityTimeout %d s%s)", mode, key,
+	title, call := queueTitle(sp.queue), sendCallName(sp.queue)
+	benchkit.Step("%s, %s mode: ScaledJob %s (maxReplicaCount %d, pods run %s, queue lease %d s%s)", title, mode, key,
 		maxReplicas, runFor, visibilitySeconds, poll)
-	queueURL, err := createQueue(ctx, e.q, ns)
+	q, err := newQueue(ctx, e, sp.queue, ns, ns)
 	if err != nil {
 		return r, err
 	}
-	if err := e.cl.Create(ctx, scaledJob(ns, streamName, queueURL, e.sqsEndpoint, mode)); err != nil {
+	defer q.close()
+	if err := e.cl.Create(ctx, scaledJob(ns, streamName, q, mode)); err != nil {
 		return r, fmt.Errorf("creating ScaledJob %s: %w", key, err)
 	}
 	if err := waitUp(ctx, e, key, mode); err != nil {
@@ -161,14 +173,14 @@ func runStream(ctx context.Context, e env, mode string, o options) (streamResult
 	switch mode {
 	case modeMessage:
 		benchkit.Note("warm-up: one message, waiting for its Job")
-		sent, err := sendBatch(ctx, e.q, queueURL, "warm-up", 0, 1)
+		sent, err := q.send(ctx, "warm-up", 0, 1)
 		if err != nil {
 			return r, err
 		}
 		warmup, warmJobs = sent[0].ID, 1
 		if err := benchkit.WaitUntil(ctx, "the warm-up message's Job", 2*time.Minute, 20*time.Millisecond, abort, func() (bool, error) {
 			for _, j := range rec.records() {
-				if j.MessageID == warmup {
+				if j.key() == warmup {
 					benchkit.Note("its Job appeared %.0f ms after the send", 1000*j.Seen.Sub(sent[0].Before).Seconds())
 					return true, nil
 				}
@@ -181,31 +193,35 @@ func runStream(ctx context.Context, e env, mode string, o options) (streamResult
 			return r, err
 		}
 	case modeCount:
-		w = &worker.SQS{Client: e.q, QueueURL: queueURL, Clientset: e.cs, Namespace: ns, Selector: selector, Log: logr.Discard()}
+		sq, ok := q.(*sqsQueue)
+		if !ok {
+			return r, fmt.Errorf("count mode runs on SQS only (the worker simulator's queue), not %s", title)
+		}
+		w = &worker.SQS{Client: sq.c, QueueURL: sq.url, Clientset: e.cs, Namespace: ns, Selector: selector, Log: logr.Discard()}
 		stopWorker := runWorker(ctx, w)
 		defer stopWorker()
 	}
 
-	benchkit.Step("%s mode: sending %d messages at %g/s (SendMessageBatch of %d, one call every %s)", mode, o.messages, o.rate,
-		batchSize, batchInterval(o.rate).Round(time.Millisecond))
-	sent, err := sendSteady(ctx, e.q, queueURL, o.messages, o.rate)
+	benchkit.Step("%s, %s mode: sending %d messages at %g/s (%s of %d, one call every %s)", title, mode, sp.messages, o.rate,
+		call, batchSize, batchInterval(o.rate).Round(time.Millisecond))
+	sent, err := sendSteady(ctx, q, sp.messages, o.rate)
 	if err != nil {
 		return r, err
 	}
 	t0, tEnd := sent[0].Before, sent[0].After
 	var calls []time.Duration
-	for _, s := range sent {
+	for i, s := range sent {
 		if s.After.After(tEnd) {
 			tEnd = s.After
 		}
-		if s.Index%batchSize == 0 {
+		if i == 0 || s.Before != sent[i-1].Before { // the messages of one call share its times
 			calls = append(calls, s.After.Sub(s.Before))
 		}
 	}
 	r.SendSeconds = tEnd.Sub(t0).Seconds()
-	r.AchievedRate = float64(o.messages) / r.SendSeconds
+	r.AchievedRate = float64(sp.messages) / r.SendSeconds
 	r.SendCall = summarise(calls)
-	benchkit.Note("sent in %.2f s (%.1f messages/s; SendMessageBatch p50 %.0f ms, max %.0f ms)", r.SendSeconds, r.AchievedRate,
+	benchkit.Note("sent in %.2f s (%.1f messages/s; %s p50 %.0f ms, max %.0f ms)", r.SendSeconds, r.AchievedRate, call,
 		1000*r.SendCall.P50, 1000*r.SendCall.Max)
 
 	// Wait for the Jobs, then for the queue to drain and every Job to finish.
@@ -223,11 +239,11 @@ func runStream(ctx context.Context, e env, mode string, o options) (streamResult
 		for _, s := range sent {
 			ids[s.ID] = true
 		}
-		if err := benchkit.WaitUntil(ctx, fmt.Sprintf("a Job for each of the %d messages", o.messages), waitLimit, 50*time.Millisecond, abort, func() (bool, error) {
+		if err := benchkit.WaitUntil(ctx, fmt.Sprintf("a Job for each of the %d messages", sp.messages), waitLimit, 50*time.Millisecond, abort, func() (bool, error) {
 			got := map[string]bool{}
 			for _, j := range rec.records() {
-				if ids[j.MessageID] {
-					got[j.MessageID] = true
+				if ids[j.key()] {
+					got[j.key()] = true
 				}
 			}
 			progress("%d/%d messages have a Job", len(got), len(ids))
@@ -235,18 +251,40 @@ func runStream(ctx context.Context, e env, mode string, o options) (streamResult
 		}); err != nil {
 			return r, err
 		}
+		// Pub/Sub's emulator cannot count what the dispatcher holds: the Jobs' outcome annotations say when every
+		// message is settled (for every queue, so the drain below means the same everywhere).
+		benchkit.Step("%s, %s mode: every message has a Job %.1f s after the first send; waiting for every Job to be marked acked",
+			title, mode, time.Since(t0).Seconds())
+		notAcked := func() int {
+			n := 0
+			for _, j := range rec.records() {
+				if j.key() != warmup && j.Outcome != v1alpha1.OutcomeAcked {
+					n++
+				}
+			}
+			return n
+		}
+		if err := benchkit.WaitUntil(ctx, "every Job of "+key.String()+" to be marked acked", ackWait, 100*time.Millisecond, abort, func() (bool, error) {
+			n := notAcked()
+			progress("%d Jobs not marked acked yet", n)
+			return n == 0, nil
+		}); err != nil && (e.d.Exited() != nil || ctx.Err() != nil) {
+			return r, err
+		}
+		r.JobsNotAcked = notAcked() // a problem when not 0
 	case modeCount:
-		if err := benchkit.WaitUntil(ctx, fmt.Sprintf("the worker simulator to delete the %d messages", o.messages), waitLimit, 50*time.Millisecond, abort, func() (bool, error) {
+		if err := benchkit.WaitUntil(ctx, fmt.Sprintf("the worker simulator to delete the %d messages", sp.messages), waitLimit, 50*time.Millisecond, abort, func() (bool, error) {
 			n := w.Stats().Processed
-			progress("%d/%d messages deleted", n, o.messages)
-			return n >= o.messages, nil
+			progress("%d/%d messages deleted", n, sp.messages)
+			return n >= sp.messages, nil
 		}); err != nil {
 			return r, err
 		}
 	}
-	benchkit.Step("%s mode: every message served %.1f s after the first send; waiting for the queue to drain and the Jobs to finish", mode, time.Since(t0).Seconds())
+	benchkit.Step("%s, %s mode: every message served %.1f s after the first send; waiting for the queue to drain and the Jobs to finish",
+		title, mode, time.Since(t0).Seconds())
 	if err := benchkit.WaitUntil(ctx, "queue "+ns+" to drain", waitLimit, 200*time.Millisecond, abort, func() (bool, error) {
-		n, err := queueLeft(ctx, e.q, queueURL)
+		n, err := q.left(ctx)
 		progress("%d messages in the queue", n)
 		return n == 0, err
 	}); err != nil {
@@ -286,7 +324,7 @@ func runStream(ctx context.Context, e env, mode string, o options) (streamResult
 	}
 
 	// The figures.
-	if r.QueueLeft, err = queueLeft(ctx, e.q, queueURL); err != nil {
+	if r.QueueLeft, err = q.left(ctx); err != nil {
 		return r, err
 	}
 	st := rec.state()
@@ -296,13 +334,13 @@ func runStream(ctx context.Context, e env, mode string, o options) (streamResult
 	var created, lifetimes []time.Duration
 	var seenTimes []time.Time
 	for _, j := range rec.records() {
-		if mode == modeMessage && j.MessageID == warmup {
+		if mode == modeMessage && j.key() == warmup {
 			continue
 		}
 		r.JobsSeen++
-		seen[j.MessageID]++
-		if t, ok := firstSeen[j.MessageID]; !ok || j.Seen.Before(t) {
-			firstSeen[j.MessageID] = j.Seen
+		seen[j.key()]++
+		if t, ok := firstSeen[j.key()]; !ok || j.Seen.Before(t) {
+			firstSeen[j.key()] = j.Seen
 		}
 		seenTimes = append(seenTimes, j.Seen)
 		created = append(created, j.Seen.Sub(j.Created))
@@ -313,7 +351,7 @@ func runStream(ctx context.Context, e env, mode string, o options) (streamResult
 	r.WatchLagMaxSeconds = benchkit.Percentile(created, 100).Seconds()
 	r.JobLifetimeP50Seconds = benchkit.Percentile(lifetimes, 50).Seconds()
 	if s := benchkit.SortedTimes(seenTimes); len(s) > 0 {
-		n := min(len(s), o.messages)
+		n := min(len(s), sp.messages)
 		r.FirstJobSeconds, r.NthJobSeconds, r.LastJobSeconds = s[0].Sub(t0).Seconds(), s[n-1].Sub(t0).Seconds(), s[len(s)-1].Sub(t0).Seconds()
 		if span := s[n-1].Sub(s[0]); span > 0 {
 			r.JobsPerSecond = float64(n) / span.Seconds()
@@ -373,6 +411,10 @@ func streamProblems(r streamResult) []string {
 		if r.JobsSeen != r.Messages {
 			out = append(out, fmt.Sprintf("%d Jobs for %d messages", r.JobsSeen, r.Messages))
 		}
+		if r.JobsNotAcked > 0 {
+			out = append(out, fmt.Sprintf("%d Jobs not marked acked (kubedispatch.io/message-outcome) %s after every message had its Job",
+				r.JobsNotAcked, ackWait))
+		}
 	}
 	if r.Mode == modeCount && r.JobsSeen < r.Messages {
 		out = append(out, fmt.Sprintf("%d Jobs for %d messages", r.JobsSeen, r.Messages))
@@ -420,10 +462,9 @@ func dispatcherHistogram(ctx context.Context, url, ns string) (benchkit.Histogra
 	return benchkit.HistogramOf(text, latencyMetric, map[string]string{"namespace": ns})
 }
 
-// scaledJob builds a ScaledJob of mode on queueURL: one aws-sqs-queue trigger (queueLength 1), maxReplicaCount
-// maxReplicas, pollingInterval countPoll, the default history limits (the watch counts the Jobs); its Jobs' kwok
-// pods run for runFor and succeed.
-func scaledJob(ns, name, queueURL, endpoint, mode string) *v1alpha1.ScaledJob {
+// scaledJob builds a ScaledJob of mode on q: q's one trigger, maxReplicaCount maxReplicas, pollingInterval
+// countPoll, the default history limits (the watch counts the Jobs); its Jobs' kwok pods run for runFor and succeed.
+func scaledJob(ns, name string, q benchQueue, mode string) *v1alpha1.ScaledJob {
 	sj := &v1alpha1.ScaledJob{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
 		Spec: v1alpha1.ScaledJobSpec{
@@ -439,34 +480,23 @@ func scaledJob(ns, name, queueURL, endpoint, mode string) *v1alpha1.ScaledJob {
 			},
 			PollingInterval: ptr.To[int32](countPoll),
 			MaxReplicaCount: ptr.To[int32](maxReplicas),
-			Triggers: []v1alpha1.ScaleTrigger{{Type: "aws-sqs-queue", Name: "sqs", Metadata: map[string]string{
-				"queueURL": queueURL, "queueLength": "1", "awsRegion": "us-east-1", "awsEndpoint": endpoint,
-			}}},
 		},
 	}
 	if mode == modeMessage {
 		sj.Spec.Dispatch = &v1alpha1.Dispatch{Mode: v1alpha1.ModeMessage}
 	}
+	q.apply(sj)
 	return sj
-}
-
-// createQueue creates the SQS queue name with VisibilityTimeout visibilitySeconds.
-func createQueue(ctx context.Context, q *sqs.Client, name string) (string, error) {
-	out, err := q.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name),
-		Attributes: map[string]string{string(sqstypes.QueueAttributeNameVisibilityTimeout): strconv.Itoa(visibilitySeconds)}})
-	if err != nil {
-		return "", fmt.Errorf("creating SQS queue %s: %w", name, err)
-	}
-	return aws.ToString(out.QueueUrl), nil
 }
 
 // sentMessage is one message sent.
 type sentMessage struct {
 	// Index is the message's place in its stream, from 0.
 	Index int
-	// ID is the queue's message id.
+	// ID is what the message's Job carries (jobRecord.key): the SQS message id, or the benchmark's own id.
 	ID string
-	// Before is just before the SendMessageBatch call that sent it; After is when the call returned.
+	// Before is just before the call that sent it (SQS SendMessageBatch, Pub/Sub Publish: the batch's; Service Bus
+	// SendMessage: its own); After is when that call returned.
 	Before, After time.Time
 }
 
@@ -475,9 +505,9 @@ func batchInterval(rate float64) time.Duration {
 	return time.Duration(float64(batchSize) / rate * float64(time.Second))
 }
 
-// sendSteady sends n messages in batches of batchSize, batch k started at start + k * batchInterval(rate), each in
-// its own goroutine so a slow call does not hold up the next one. It returns the messages in order.
-func sendSteady(ctx context.Context, q *sqs.Client, queueURL string, n int, rate float64) ([]sentMessage, error) {
+// sendSteady sends n messages to q in batches of batchSize, batch k started at start + k * batchInterval(rate), each
+// in its own goroutine so a slow call does not hold up the next one. It returns the messages in order.
+func sendSteady(ctx context.Context, q benchQueue, n int, rate float64) ([]sentMessage, error) {
 	interval := batchInterval(rate)
 	batches := (n + batchSize - 1) / batchSize
 	out := make([][]sentMessage, batches)
@@ -502,7 +532,7 @@ func sendSteady(ctx context.Context, q *sqs.Client, queueURL string, n int, rate
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			out[b], errs[b] = sendBatch(ctx, q, queueURL, "msg", b*batchSize, min(batchSize, n-b*batchSize))
+			out[b], errs[b] = q.send(ctx, "msg", b*batchSize, min(batchSize, n-b*batchSize))
 		}()
 	}
 	wg.Wait()
@@ -514,55 +544,4 @@ func sendSteady(ctx context.Context, q *sqs.Client, queueURL string, n int, rate
 		all = append(all, out[b]...)
 	}
 	return all, nil
-}
-
-// sendBatch sends messages first to first+count-1 (count <= 10) in one SendMessageBatch; message i's body is
-// {"<prefix>":i}.
-func sendBatch(ctx context.Context, q *sqs.Client, queueURL, prefix string, first, count int) ([]sentMessage, error) {
-	entries := make([]sqstypes.SendMessageBatchRequestEntry, 0, count)
-	for i := first; i < first+count; i++ {
-		entries = append(entries, sqstypes.SendMessageBatchRequestEntry{
-			Id: aws.String(strconv.Itoa(i)), MessageBody: aws.String(fmt.Sprintf(`{%q:%d}`, prefix, i))})
-	}
-	before := time.Now()
-	resp, err := q.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(queueURL), Entries: entries})
-	after := time.Now()
-	if err != nil {
-		return nil, fmt.Errorf("sending messages %d-%d: %w", first, first+count-1, err)
-	}
-	if len(resp.Failed) > 0 {
-		return nil, fmt.Errorf("sending messages %d-%d: %d refused, first: %s", first, first+count-1, len(resp.Failed), aws.ToString(resp.Failed[0].Message))
-	}
-	ids := map[string]string{}
-	for _, s := range resp.Successful {
-		ids[aws.ToString(s.Id)] = aws.ToString(s.MessageId)
-	}
-	out := make([]sentMessage, 0, count)
-	for i := first; i < first+count; i++ {
-		id, ok := ids[strconv.Itoa(i)]
-		if !ok {
-			return nil, fmt.Errorf("sending messages %d-%d: no message id for entry %d", first, first+count-1, i)
-		}
-		out = append(out, sentMessage{Index: i, ID: id, Before: before, After: after})
-	}
-	return out, nil
-}
-
-// queueLeft returns the queue's visible plus in-flight messages.
-func queueLeft(ctx context.Context, q *sqs.Client, queueURL string) (int, error) {
-	names := []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages,
-		sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible}
-	out, err := q.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(queueURL), AttributeNames: names})
-	if err != nil {
-		return 0, fmt.Errorf("reading the attributes of queue %s: %w", queueURL, err)
-	}
-	left := 0
-	for _, k := range names {
-		v, err := strconv.Atoi(out.Attributes[string(k)])
-		if err != nil {
-			return 0, fmt.Errorf("reading the attributes of queue %s: %s is %q", queueURL, k, out.Attributes[string(k)])
-		}
-		left += v
-	}
-	return left, nil
 }

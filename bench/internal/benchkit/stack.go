@@ -57,9 +57,23 @@ type Stack struct {
 
 // StartStack starts the local stack with SQS on moto in dir and builds its client.
 func StartStack(ctx context.Context, dir string, bins cluster.Binaries) (*Stack, error) {
-	Step("Starting the local stack (SQS on moto) in %s", dir)
+	return StartStackWith(ctx, dir, bins, cluster.Options{})
+}
+
+// StartStackWith is StartStack with the queue services of opts too: opts.PubSub starts the Pub/Sub emulator and
+// opts.ServiceBus the Service Bus fake (SQS on moto always runs; Dir, Bins and Progress are set here).
+func StartStackWith(ctx context.Context, dir string, bins cluster.Binaries, opts cluster.Options) (*Stack, error) {
+	what := []string{"SQS on moto"}
+	if opts.PubSub {
+		what = append(what, "the Pub/Sub emulator")
+	}
+	if opts.ServiceBus {
+		what = append(what, "the Service Bus fake")
+	}
+	Step("Starting the local stack (%s) in %s", strings.Join(what, ", "), dir)
+	opts.Dir, opts.Bins, opts.SQS, opts.Progress = dir, bins, true, indent{}
 	t := time.Now()
-	c, err := cluster.Start(ctx, cluster.Options{Dir: dir, Bins: bins, SQS: true, Progress: indent{}})
+	c, err := cluster.Start(ctx, opts)
 	if err != nil {
 		return nil, fmt.Errorf("starting the local stack: %w", err)
 	}
