@@ -92,6 +92,12 @@ func TestServiceBusLocksAndKill9(t *testing.T) {
 			m := f.ScaledJob("crashy").Status.Messages
 			return m != nil && m.Acked >= want, nil
 		})
+		if i == 0 {
+			// 5 Jobs of 16 s completed on a 5 s lock: their locks were renewed, none ran out.
+			if s := q.Stats(); s.LockExpired != 0 {
+				t.Errorf("%d locks ran out before any kill, want 0 (renewal at a third of the lock)", s.LockExpired)
+			}
+		}
 		d.Stop(syscall.SIGKILL)
 		d = f.StartDispatcher()
 	}
@@ -105,7 +111,9 @@ func TestServiceBusLocksAndKill9(t *testing.T) {
 	if s.DeadLettered != 0 {
 		t.Errorf("%d messages dead-lettered, want none", s.DeadLettered)
 	}
-	// Before the kills no lock may have run out while its Job ran: only the killed dispatchers' locks expire.
+	if s.LockExpired > 30 {
+		t.Errorf("%d locks ran out, want at most the 30 the three killed dispatchers could hold", s.LockExpired)
+	}
 	t.Logf("queue stats after 3 kills: %+v", s)
 }
 
