@@ -103,7 +103,7 @@ func (p Params) Float(key string, def float64) (float64, error) {
 	}
 	f, perr := strconv.ParseFloat(v, 64)
 	if perr != nil || math.IsNaN(f) || math.IsInf(f, 0) {
-		return 0, ConfigErrorf(field, "%s%q is not a number", prefix(key, field), v)
+		return 0, ConfigErrorf(field, "%s%s is not a number", prefix(key, field), QuoteValue(key, field, v))
 	}
 	return f, nil
 }
@@ -116,7 +116,7 @@ func (p Params) Bool(key string, def bool) (bool, error) {
 	}
 	b, perr := strconv.ParseBool(v)
 	if perr != nil {
-		return false, ConfigErrorf(field, "%s%q is not a boolean (use true or false)", prefix(key, field), v)
+		return false, ConfigErrorf(field, "%s%s is not a boolean (use true or false)", prefix(key, field), QuoteValue(key, field, v))
 	}
 	return b, nil
 }
@@ -124,9 +124,47 @@ func (p Params) Bool(key string, def bool) (bool, error) {
 func parseInt64(key, field, v string) (int64, error) {
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil {
-		return 0, ConfigErrorf(field, "%s%q is not an integer", prefix(key, field), v)
+		return 0, ConfigErrorf(field, "%s%s is not an integer", prefix(key, field), QuoteValue(key, field, v))
 	}
 	return n, nil
+}
+
+// Value is Lookup for a key that must resolve when required: it returns the value and the field it came from, and
+// a *ConfigError when a required key is unset.
+func (p Params) Value(key string, required bool) (value, field string, err error) {
+	v, field, ok, err := p.Lookup(key)
+	if err != nil {
+		return "", field, err
+	}
+	if !ok && required {
+		return "", field, missing(key)
+	}
+	return v, field, nil
+}
+
+// HiddenValue is how an error detail refers to a value it must not show.
+const HiddenValue = "the value (not shown: it does not come from literal trigger metadata, and may come from a Secret)"
+
+// QuoteValue is how an error detail shows the value v of key that Lookup found in field: quoted when it was written
+// literally in the trigger metadata (field is metadata.<key>), and HiddenValue otherwise. A value read through
+// `<key>FromEnv` may be a Secret (the container's secretKeyRef), and so may a TriggerAuthentication parameter, so
+// neither is ever quoted in a status, an event or a log line.
+func QuoteValue(key, field, v string) string {
+	if field == MetadataField(key) {
+		return strconv.Quote(v)
+	}
+	return HiddenValue
+}
+
+// QuoteNumber is QuoteValue for a parsed number, e.g. in "must be at least 1, got 0".
+func QuoteNumber[N int64 | float64](key, field string, n N) string {
+	if field != MetadataField(key) {
+		return HiddenValue
+	}
+	if i, ok := any(n).(int64); ok {
+		return strconv.FormatInt(i, 10)
+	}
+	return strconv.FormatFloat(float64(n), 'g', -1, 64)
 }
 
 // prefix names the parameter in a detail when the field alone does not (values from the TriggerAuthentication).

@@ -131,13 +131,13 @@ func TestParamsTyped(t *testing.T) {
 			cfg:     paramsConfig(map[string]string{"queueLengthFromEnv": "BAD"}, env, nil),
 			get:     func(p Params) (any, error) { return p.Int64("queueLength", 5) },
 			want:    int64(0),
-			wantErr: &ConfigError{Field: "metadata.queueLengthFromEnv", Detail: `"seven" is not an integer`},
+			wantErr: &ConfigError{Field: "metadata.queueLengthFromEnv", Detail: HiddenValue + " is not an integer"},
 		},
 		"int64 bad auth value names the parameter": {
 			cfg:     paramsConfig(nil, nil, map[string]string{"queueLength": "x"}),
 			get:     func(p Params) (any, error) { return p.Int64("queueLength", 5) },
 			want:    int64(0),
-			wantErr: &ConfigError{Field: "authenticationRef", Detail: `parameter queueLength: "x" is not an integer`},
+			wantErr: &ConfigError{Field: "authenticationRef", Detail: "parameter queueLength: " + HiddenValue + " is not an integer"},
 		},
 		"int64 missing env variable": {
 			cfg:  paramsConfig(map[string]string{"queueLengthFromEnv": "NOPE"}, env, nil),

@@ -11,15 +11,73 @@ import (
 
 // Registry maps trigger types to the factories that build their sources. Build one per process with NewRegistry and
 // fill it with each trigger package's Register function. It is safe for concurrent use.
+//
+// The Registry is also where the endpoint policy is enforced: before it builds a Source or a Receiver, it asks the
+// type's EndpointsFunc (if registered) which non-default endpoints the configuration points at and refuses the
+// configuration unless CheckEndpoint allows each of them under the Registry's EndpointPolicy.
 type Registry struct {
 	mu        sync.RWMutex
 	factories map[string]Factory
 	receivers map[string]ReceiverFactory
+	endpoints map[string]EndpointsFunc
+	policy    EndpointPolicy
+}
+
+// EndpointsFunc returns the non-default endpoints a trigger configuration points at, with the credentials the
+// source would send to each; nil when it uses only its defaults (including endpoints the operator configured in the
+// dispatcher's environment). It returns the *ConfigError the source's factory would for a bad configuration.
+type EndpointsFunc func(cfg Config) ([]EndpointUse, error)
+
+// RegistryOption configures a Registry.
+type RegistryOption func(*Registry)
+
+// WithEndpointPolicy sets the policy for non-default endpoints. Without it, a Registry allows none.
+func WithEndpointPolicy(p EndpointPolicy) RegistryOption {
+	return func(r *Registry) { r.policy = p }
 }
 
 // NewRegistry returns an empty Registry.
-func NewRegistry() *Registry {
-	return &Registry{factories: map[string]Factory{}, receivers: map[string]ReceiverFactory{}}
+func NewRegistry(opts ...RegistryOption) *Registry {
+	r := &Registry{factories: map[string]Factory{}, receivers: map[string]ReceiverFactory{}, endpoints: map[string]EndpointsFunc{}}
+	for _, o := range opts {
+		o(r)
+	}
+	return r
+}
+
+// RegisterEndpoints adds the function that describes triggerType's non-default endpoints. Every trigger type that
+// can talk to an endpoint chosen in its configuration must register one.
+func (r *Registry) RegisterEndpoints(triggerType string, f EndpointsFunc) error {
+	if triggerType == "" || f == nil {
+		return fmt.Errorf("registering endpoints of %q: empty trigger type or nil function", triggerType)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.endpoints[triggerType]; ok {
+		return fmt.Errorf("registering endpoints of %q: %w", triggerType, ErrDuplicateType)
+	}
+	r.endpoints[triggerType] = f
+	return nil
+}
+
+// checkEndpoints applies the endpoint policy to cfg.
+func (r *Registry) checkEndpoints(cfg Config) error {
+	r.mu.RLock()
+	f, policy := r.endpoints[cfg.Type], r.policy
+	r.mu.RUnlock()
+	if f == nil {
+		return nil
+	}
+	uses, err := f(cfg)
+	if err != nil {
+		return err
+	}
+	for _, u := range uses {
+		if err := CheckEndpoint(u, policy); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Register adds the factory for triggerType. It rejects an empty type or a nil factory, and returns an error
@@ -41,7 +99,8 @@ func (r *Registry) Register(triggerType string, f Factory) error {
 }
 
 // New builds the Source for cfg.Type. An unknown type yields a *ConfigError with Field "type" whose detail lists the
-// known types. Errors from the factory are returned unchanged.
+// known types; an endpoint the policy refuses, a *ConfigError from CheckEndpoint. Errors from the factory are
+// returned unchanged.
 func (r *Registry) New(ctx context.Context, cfg Config) (Source, error) {
 	r.mu.RLock()
 	f, ok := r.factories[cfg.Type]
@@ -52,6 +111,9 @@ func (r *Registry) New(ctx context.Context, cfg Config) (Source, error) {
 			return nil, ConfigErrorf("type", "unknown trigger type %q (no trigger types are registered)", cfg.Type)
 		}
 		return nil, ConfigErrorf("type", "unknown trigger type %q (known types: %s)", cfg.Type, strings.Join(known, ", "))
+	}
+	if err := r.checkEndpoints(cfg); err != nil {
+		return nil, err
 	}
 	return f(ctx, cfg)
 }
@@ -82,13 +144,17 @@ func (r *Registry) RegisterReceiver(triggerType string, f ReceiverFactory) error
 	return nil
 }
 
-// NewReceiver builds the Receiver for cfg.Type; a type without one yields a *ConfigError with Field "type".
+// NewReceiver builds the Receiver for cfg.Type; a type without one yields a *ConfigError with Field "type". The
+// endpoint policy applies as in New.
 func (r *Registry) NewReceiver(ctx context.Context, cfg Config, deadLetter string) (Receiver, error) {
 	r.mu.RLock()
 	f, ok := r.receivers[cfg.Type]
 	r.mu.RUnlock()
 	if !ok {
 		return nil, ConfigErrorf("type", "trigger type %q cannot be used in message mode", cfg.Type)
+	}
+	if err := r.checkEndpoints(cfg); err != nil {
+		return nil, err
 	}
 	return f(ctx, cfg, deadLetter)
 }

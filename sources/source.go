@@ -43,9 +43,21 @@ type Config struct {
 	AuthParams map[string]string
 	// PodIdentity is the TriggerAuthentication's pod identity provider: "", "aws", "gcp" or "azure-workload".
 	PodIdentity string
-	// Env is the resolved environment of envSourceContainerName, read by `<key>FromEnv` metadata.
+	// AuthOrigin is whose AuthParams and PodIdentity are: OriginNamespace for a TriggerAuthentication in the
+	// ScaledJob's namespace, OriginCluster for a ClusterTriggerAuthentication, "" without authenticationRef.
+	AuthOrigin Origin
+	// Env is the resolved environment of envSourceContainerName, read by `<key>FromEnv` metadata. For
+	// `<key>FromEnvFile` metadata it holds the variable's value: a path in that container.
 	Env map[string]string
+	// EnvFiles maps a variable named by `<key>FromEnvFile` metadata to the content of the file its value names,
+	// which the controller read from the Secret that the envSourceContainerName container mounts at that path (it
+	// never reads its own file system). At most MaxValueBytes each.
+	EnvFiles map[string]string
 }
+
+// MaxValueBytes bounds every value the controller resolves for a trigger: a Secret key, an env value, a mounted
+// file. 64 KiB holds any credential these sources take (a service account key is about 2.3 KiB).
+const MaxValueBytes = 64 << 10
 
 // Factory builds a Source from its Config. It returns a *ConfigError for a bad configuration. It validates only and
 // connects lazily: it must not do network I/O that can fail transiently.

@@ -119,21 +119,48 @@ type TriggerAuthenticationList struct {
 	Items []TriggerAuthentication `json:"items"`
 }
 
-// ClusterTriggerAuthentication holds trigger credentials usable by ScaledJobs in every namespace. Secrets it
-// refers to are read from the dispatcher's namespace.
+// ClusterTriggerAuthenticationSpec is a TriggerAuthenticationSpec plus the namespaces whose ScaledJobs may use it.
+type ClusterTriggerAuthenticationSpec struct {
+	TriggerAuthenticationSpec `json:",inline"`
+
+	// allowedNamespaces are the namespaces whose ScaledJobs may refer to this ClusterTriggerAuthentication: those
+	// listed in names and those matched by namespaceSelector. When it is unset or empty, no namespace may (unlike
+	// KEDA, where every namespace may). An empty namespaceSelector ({}) matches every namespace.
+	// +optional
+	AllowedNamespaces *AllowedNamespaces `json:"allowedNamespaces,omitempty"`
+}
+
+// AllowedNamespaces selects namespaces by name and by label; a namespace is allowed when either selects it.
+type AllowedNamespaces struct {
+	// names lists namespaces by name.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=1000
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=63
+	Names []string `json:"names,omitempty"`
+
+	// namespaceSelector selects namespaces by their labels. The dispatcher reads Namespace objects to apply it.
+	// +optional
+	NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector,omitempty"`
+}
+
+// ClusterTriggerAuthentication holds trigger credentials usable by the ScaledJobs of the namespaces it allows
+// (spec.allowedNamespaces). Secrets it refers to are read from the dispatcher's namespace.
 //
 // +kubebuilder:object:root=true
 // +kubebuilder:resource:scope=Cluster,shortName=kcta,categories=kubedispatch
 // +kubebuilder:printcolumn:name="PodIdentity",type=string,JSONPath=`.spec.podIdentity.provider`
+// +kubebuilder:printcolumn:name="Namespaces",type=string,JSONPath=`.spec.allowedNamespaces.names`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type ClusterTriggerAuthentication struct {
 	metav1.TypeMeta `json:",inline"`
 	// +optional
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
-	// spec says where the credentials come from.
+	// spec says where the credentials come from and which namespaces may use them.
 	// +required
-	Spec TriggerAuthenticationSpec `json:"spec"`
+	Spec ClusterTriggerAuthenticationSpec `json:"spec"`
 }
 
 // ClusterTriggerAuthenticationList is a list of ClusterTriggerAuthentications.

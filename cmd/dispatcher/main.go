@@ -101,7 +101,11 @@ func run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)
 	}
-	registry := sources.NewRegistry()
+	policy, err := opts.EndpointPolicy()
+	if err != nil {
+		return err
+	}
+	registry := sources.NewRegistry(sources.WithEndpointPolicy(policy))
 	for _, register := range registrations {
 		if err := register(registry); err != nil {
 			return fmt.Errorf("registering trigger types: %w", err)
@@ -137,7 +141,8 @@ func run(ctx context.Context, opts Options) error {
 		return fmt.Errorf("adding readiness check: %w", err)
 	}
 	ctrl.Log.Info("Starting dispatcher", "triggerTypes", registry.Types(), "leaderElect", opts.LeaderElect,
-		"watchNamespaces", opts.Namespaces(), "kubeAPIQPS", opts.KubeAPIQPS, "kubeAPIBurst", opts.KubeAPIBurst)
+		"watchNamespaces", opts.Namespaces(), "kubeAPIQPS", opts.KubeAPIQPS, "kubeAPIBurst", opts.KubeAPIBurst,
+		"allowedEndpoints", opts.AllowedEndpoints, "allowAmbientCredentialsOnCustomEndpoints", opts.AllowAmbientCredentials)
 	if err := mgr.Start(ctx); err != nil {
 		return fmt.Errorf("running manager: %w", err)
 	}

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/kubedispatch/kubedispatch/sources"
 )
 
 // Options are the process settings. Each flag can also be set by the environment variable named on its line;
@@ -34,6 +36,13 @@ type Options struct {
 	LeaderElectionID        string        // --leader-election-id, KUBEDISPATCH_LEADER_ELECTION_ID: the Lease name (one per shard)
 	GracefulShutdown        time.Duration // --graceful-shutdown-timeout, KUBEDISPATCH_GRACEFUL_SHUTDOWN_TIMEOUT
 	PprofBindAddress        string        // --pprof-bind-address, KUBEDISPATCH_PPROF_BIND_ADDRESS ("" or "0" disables)
+	// AllowedEndpoints (--allowed-endpoints, KUBEDISPATCH_ALLOWED_ENDPOINTS) are the comma-separated host patterns a
+	// trigger may point a non-default endpoint at (awsEndpoint, monitoringEndpoint, endpointSuffix); empty: none.
+	AllowedEndpoints string
+	// AllowAmbientCredentials (--allow-ambient-credentials-on-custom-endpoints,
+	// KUBEDISPATCH_ALLOW_AMBIENT_CREDENTIALS_ON_CUSTOM_ENDPOINTS) lets an allowed non-default endpoint receive the
+	// dispatcher's own identity and ClusterTriggerAuthentication credentials.
+	AllowAmbientCredentials bool
 }
 
 // AddFlags registers the flags with their env defaults.
@@ -60,6 +69,21 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.GracefulShutdown, "graceful-shutdown-timeout", envDuration("KUBEDISPATCH_GRACEFUL_SHUTDOWN_TIMEOUT", 10*time.Second), "how long running ticks may take to finish after SIGTERM (env KUBEDISPATCH_GRACEFUL_SHUTDOWN_TIMEOUT)")
 	fs.StringVar(&o.PprofBindAddress, "pprof-bind-address", env("KUBEDISPATCH_PPROF_BIND_ADDRESS", ""), "address of Go's /debug/pprof handlers, for profiling; off when empty or 0, keep it on loopback (env KUBEDISPATCH_PPROF_BIND_ADDRESS)")
 	fs.IntVar(&o.CreateWorkers, "create-workers", envInt("KUBEDISPATCH_CREATE_WORKERS", 32), "parallel Job creations within one tick (env KUBEDISPATCH_CREATE_WORKERS)")
+	fs.StringVar(&o.AllowedEndpoints, sources.FlagAllowedEndpoints, env("KUBEDISPATCH_ALLOWED_ENDPOINTS", ""),
+		"comma-separated host patterns (e.g. *.internal.example.com, 127.0.0.1:*, localhost) that a trigger's non-default endpoint "+
+			"(awsEndpoint, monitoringEndpoint, cloud Private endpointSuffix) must match; a pattern without a port matches the default port only; empty allows none (env KUBEDISPATCH_ALLOWED_ENDPOINTS)")
+	fs.BoolVar(&o.AllowAmbientCredentials, sources.FlagAllowAmbientCredentials, envBool("KUBEDISPATCH_ALLOW_AMBIENT_CREDENTIALS_ON_CUSTOM_ENDPOINTS", false),
+		"also send the dispatcher's own identity (pod identity, its default credentials) and ClusterTriggerAuthentication credentials to allowed non-default endpoints "+
+			"(env KUBEDISPATCH_ALLOW_AMBIENT_CREDENTIALS_ON_CUSTOM_ENDPOINTS)")
+}
+
+// EndpointPolicy returns the endpoint policy of --allowed-endpoints and --allow-ambient-credentials-on-custom-endpoints.
+func (o *Options) EndpointPolicy() (sources.EndpointPolicy, error) {
+	allowed, err := sources.ParseHostPatterns(o.AllowedEndpoints)
+	if err != nil {
+		return sources.EndpointPolicy{}, fmt.Errorf("parsing --%s: %w", sources.FlagAllowedEndpoints, err)
+	}
+	return sources.EndpointPolicy{Allowed: allowed, AllowAmbientCredentials: o.AllowAmbientCredentials}, nil
 }
 
 // Validate reports bad settings, naming the flag.
@@ -97,6 +121,9 @@ func (o *Options) Validate() error {
 	}
 	if o.LeaderElect && o.RenewDeadline >= o.LeaseDuration {
 		errs = append(errs, "--leader-elect-renew-deadline must be shorter than --leader-elect-lease-duration")
+	}
+	if _, err := o.EndpointPolicy(); err != nil {
+		errs = append(errs, err.Error())
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("invalid options: %s", strings.Join(errs, "; "))

@@ -24,6 +24,18 @@ func TestOptionsDefaultsEnvAndFlags(t *testing.T) {
 				o.LeaderElect, o.KubeAPIQPS, o.WatchNamespace, o.Namespace, o.LeaderElectionNamespace = false, 50, "a, b", "ops", "ops"
 			},
 		},
+		"endpoint policy from env": {
+			env: map[string]string{"KUBEDISPATCH_ALLOWED_ENDPOINTS": "*.internal.example.com,127.0.0.1:*",
+				"KUBEDISPATCH_ALLOW_AMBIENT_CREDENTIALS_ON_CUSTOM_ENDPOINTS": "true"},
+			want: func(o *Options) {
+				o.AllowedEndpoints, o.AllowAmbientCredentials = "*.internal.example.com,127.0.0.1:*", true
+			},
+		},
+		"endpoint policy flags win over env": {
+			env:  map[string]string{"KUBEDISPATCH_ALLOWED_ENDPOINTS": "a.example.com", "KUBEDISPATCH_ALLOW_AMBIENT_CREDENTIALS_ON_CUSTOM_ENDPOINTS": "true"},
+			args: []string{"--allowed-endpoints=localhost:*", "--allow-ambient-credentials-on-custom-endpoints=false"},
+			want: func(o *Options) { o.AllowedEndpoints = "localhost:*" },
+		},
 		"flag wins over env": {
 			env:  map[string]string{"KUBEDISPATCH_KUBE_API_BURST": "7"},
 			args: []string{"--kube-api-burst=300", "--leader-elect-lease-duration=20s"},
@@ -32,7 +44,8 @@ func TestOptionsDefaultsEnvAndFlags(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			for _, k := range []string{"KUBECONFIG", "POD_NAMESPACE", "WATCH_NAMESPACE", "WATCH_LABEL_SELECTOR", "KUBEDISPATCH_LEADER_ELECT_LEASE_DURATION"} {
+			for _, k := range []string{"KUBECONFIG", "POD_NAMESPACE", "WATCH_NAMESPACE", "WATCH_LABEL_SELECTOR", "KUBEDISPATCH_LEADER_ELECT_LEASE_DURATION",
+				"KUBEDISPATCH_ALLOWED_ENDPOINTS", "KUBEDISPATCH_ALLOW_AMBIENT_CREDENTIALS_ON_CUSTOM_ENDPOINTS"} {
 				t.Setenv(k, "")
 			}
 			for k, v := range tc.env {
@@ -74,6 +87,32 @@ func TestOptionsValidateNamesTheFlag(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not name %s", err, want)
 		}
+	}
+}
+
+// The endpoint policy is off by default (no custom endpoint, no ambient credentials on one), and a bad host pattern
+// is refused at start naming the flag.
+func TestEndpointPolicyOption(t *testing.T) {
+	var o Options
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	t.Setenv("KUBEDISPATCH_ALLOWED_ENDPOINTS", "")
+	t.Setenv("KUBEDISPATCH_ALLOW_AMBIENT_CREDENTIALS_ON_CUSTOM_ENDPOINTS", "")
+	o.AddFlags(fs)
+	if err := fs.Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	p, err := o.EndpointPolicy()
+	if err != nil || len(p.Allowed) != 0 || p.AllowAmbientCredentials {
+		t.Errorf("default policy = %+v, %v; want nothing allowed", p, err)
+	}
+	o.AllowedEndpoints = "https://sqs.example.com"
+	if err := o.Validate(); err == nil || !strings.Contains(err.Error(), "--allowed-endpoints") {
+		t.Errorf("Validate with a URL as host pattern: %v, want an error naming --allowed-endpoints", err)
+	}
+	o.AllowedEndpoints = " 127.0.0.1:* , localhost:*,*.internal.example.com"
+	p, err = o.EndpointPolicy()
+	if err != nil || len(p.Allowed) != 3 || !p.Allowed[0].Matches("127.0.0.1", "4566") {
+		t.Errorf("policy = %+v, %v; want three patterns, the first matching 127.0.0.1:4566", p, err)
 	}
 }
 

@@ -150,13 +150,15 @@ func TestHugeBaselineRefusedByTheAPI(t *testing.T) {
 }
 
 // A queue that does not exist, and an endpoint nothing listens on, give a trigger error in status and no Jobs.
+// The unreachable endpoint is a custom one used with the dispatcher's own (environment) credentials, so this test
+// allows that (--allow-ambient-credentials-on-custom-endpoints) to reach the read at all.
 func TestUnreachableQueueIsATriggerError(t *testing.T) {
 	f := framework.New(t)
 	framework.NewScaledJob(f, "noqueue").SQS(framework.Cluster().SQSEndpoint+"/123456789012/does-not-exist", 1).Poll(2).Create()
 	b := framework.NewScaledJob(f, "noendpoint").SQS("http://127.0.0.1:1/123456789012/q", 1).Poll(2)
 	b.ScaledJob.Spec.Triggers[0].Metadata["awsEndpoint"] = "http://127.0.0.1:1"
 	b.Create()
-	f.StartDispatcher()
+	f.StartDispatcher("--allow-ambient-credentials-on-custom-endpoints")
 	sj := f.WaitReady("noqueue", metav1.ConditionFalse, "does-not-exist")
 	if r := framework.Condition(sj, v1alpha1.ConditionReady).Reason; r != "TriggerError" {
 		t.Errorf("Ready reason = %s, want TriggerError", r)

@@ -113,8 +113,8 @@ type Dispatcher struct {
 }
 
 // StartDispatcher runs the real dispatcher binary against the stack, watching only the test's namespace and
-// holding its leader lease there, so tests do not interfere. Extra flags are appended. It is stopped (SIGTERM) when
-// the test ends unless stopped before.
+// holding its leader lease there, so tests do not interfere, with loopback hosts allowed as custom endpoints
+// (--allowed-endpoints). Extra flags are appended. It is stopped (SIGTERM) when the test ends unless stopped before.
 func (f *F) StartDispatcher(extra ...string) *Dispatcher {
 	f.T.Helper()
 	return f.StartDispatcherWithEnv(nil, extra...)
@@ -138,6 +138,9 @@ func (f *F) StartDispatcherWithEnv(env map[string]string, extra ...string) *Disp
 		"--health-probe-bind-address=0",
 		"--namespace=" + f.Namespace,
 		"--zap-log-level=debug",
+		// The stack's emulators and the tests' fakes listen on loopback. A test may pass the flag again to narrow it
+		// (the last one wins).
+		"--allowed-endpoints=127.0.0.1:*,localhost:*",
 	}, extra...)
 	logPath := filepath.Join(f.T.TempDir(), "dispatcher.log")
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)

@@ -14,6 +14,7 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -273,4 +274,25 @@ func (f *F) QueueCounts(url string) (visible, inFlight int) {
 	visible, _ = strconv.Atoi(out.Attributes["ApproximateNumberOfMessages"])
 	inFlight, _ = strconv.Atoi(out.Attributes["ApproximateNumberOfMessagesNotVisible"])
 	return visible, inFlight
+}
+
+// AWSKeysAuth creates, once per namespace, a Secret with moto's test access keys and a TriggerAuthentication
+// "aws-keys" mapping them to awsAccessKeyID and awsSecretAccessKey, and returns a reference to it. A trigger whose
+// awsEndpoint is a local proxy needs credentials of its own namespace: the dispatcher never sends its own there.
+func (f *F) AWSKeysAuth() *v1alpha1.AuthenticationRef {
+	f.T.Helper()
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "aws-keys", Namespace: f.Namespace},
+		StringData: map[string]string{"id": "test", "secret": "test"}}
+	if err := f.Client.Create(f.Ctx, secret); err != nil && !apierrors.IsAlreadyExists(err) {
+		f.T.Fatalf("creating Secret aws-keys: %v", err)
+	}
+	ta := &v1alpha1.TriggerAuthentication{ObjectMeta: metav1.ObjectMeta{Name: "aws-keys", Namespace: f.Namespace},
+		Spec: v1alpha1.TriggerAuthenticationSpec{SecretTargetRef: []v1alpha1.SecretTargetRef{
+			{Parameter: "awsAccessKeyID", Name: "aws-keys", Key: "id"},
+			{Parameter: "awsSecretAccessKey", Name: "aws-keys", Key: "secret"},
+		}}}
+	if err := f.Client.Create(f.Ctx, ta); err != nil && !apierrors.IsAlreadyExists(err) {
+		f.T.Fatalf("creating TriggerAuthentication aws-keys: %v", err)
+	}
+	return &v1alpha1.AuthenticationRef{Name: "aws-keys"}
 }

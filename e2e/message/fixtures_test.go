@@ -27,6 +27,10 @@ func messageSJ(f *framework.F, name, queueURL string, rec *framework.SQSRecorder
 	// History large enough that the tests can count every message's Jobs at the end.
 	b := framework.NewScaledJob(f, name).SQS(queueURL, 1, extra...).Max(max).History(1000, 1000)
 	b.ScaledJob.Spec.Dispatch = &v1alpha1.Dispatch{Mode: v1alpha1.ModeMessage}
+	if rec != nil {
+		// The recorder is a custom endpoint: only credentials of the ScaledJob's namespace may go there.
+		b.ScaledJob.Spec.Triggers[0].AuthenticationRef = f.AWSKeysAuth()
+	}
 	return b
 }
 

@@ -29,7 +29,8 @@ func TestBlackholedEndpointDoesNotDelayOthers(t *testing.T) {
 		framework.NewScaledJob(f, name).SQS(urls[name], 1).Max(1).Poll(poll).RunFor("1h").Create()
 		names = append(names, name)
 	}
-	d := startDispatcher(f)
+	// The black hole is a custom endpoint used with the dispatcher's own (environment) credentials.
+	d := startDispatcher(f, "--allow-ambient-credentials-on-custom-endpoints")
 	// Every healthy ScaledJob has been read once (its empty queue): the dispatcher is up and ticking.
 	waitAllReady(f, d, names, 3*time.Minute)
 

@@ -79,14 +79,18 @@ func createTriggerAuth(f *framework.F, name, parameter, secret, key string) *v1a
 }
 
 // createClusterTriggerAuth creates a ClusterTriggerAuthentication with a name unique to this run (it is
-// cluster-scoped), deleted when the test ends. Its Secret is read from the dispatcher's namespace.
+// cluster-scoped), deleted when the test ends, that the test's namespace may use (spec.allowedNamespaces). Its
+// Secret is read from the dispatcher's namespace.
 func createClusterTriggerAuth(f *framework.F, prefix, parameter, secret, key string) *v1alpha1.AuthenticationRef {
 	f.T.Helper()
 	cta := &v1alpha1.ClusterTriggerAuthentication{
 		ObjectMeta: metav1.ObjectMeta{Name: prefix + "-" + randomHex(4)},
-		Spec: v1alpha1.TriggerAuthenticationSpec{SecretTargetRef: []v1alpha1.SecretTargetRef{
-			{Parameter: parameter, Name: secret, Key: key},
-		}},
+		Spec: v1alpha1.ClusterTriggerAuthenticationSpec{
+			TriggerAuthenticationSpec: v1alpha1.TriggerAuthenticationSpec{SecretTargetRef: []v1alpha1.SecretTargetRef{
+				{Parameter: parameter, Name: secret, Key: key},
+			}},
+			AllowedNamespaces: &v1alpha1.AllowedNamespaces{Names: []string{f.Namespace}},
+		},
 	}
 	if err := f.Client.Create(f.Ctx, cta); err != nil {
 		f.T.Fatalf("creating ClusterTriggerAuthentication %s: %v", cta.Name, err)

@@ -2,6 +2,8 @@ package cron
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"time"
 
 	"github.com/kubedispatch/kubedispatch/sources"
@@ -43,26 +45,45 @@ func Parse(cfg sources.Config) (Metadata, error) {
 	p := cfg.Params()
 	var m Metadata
 	var err error
-	if m.Timezone, err = p.String(keyTimezone, false); err != nil {
-		return Metadata{}, err
-	}
-	if m.Start, err = p.String(keyStart, false); err != nil {
-		return Metadata{}, err
-	}
-	if m.End, err = p.String(keyEnd, false); err != nil {
-		return Metadata{}, err
+	// actual maps the field ParseSchedule names to the field the value came from (e.g. metadata.startFromEnv).
+	actual := map[string]string{}
+	for _, kv := range []struct {
+		key string
+		dst *string
+	}{{keyTimezone, &m.Timezone}, {keyStart, &m.Start}, {keyEnd, &m.End}} {
+		var field string
+		if *kv.dst, field, err = p.Value(kv.key, false); err != nil {
+			return Metadata{}, err
+		}
+		actual[sources.MetadataField(kv.key)] = field
 	}
 	if m.Schedule, err = ParseSchedule(m.Timezone, m.Start, m.End); err != nil {
-		return Metadata{}, err
+		return Metadata{}, hideValue(err, actual)
 	}
 	if m.DesiredReplicas, err = p.RequiredInt64(keyDesiredReplicas); err != nil {
 		return Metadata{}, err
 	}
 	if m.DesiredReplicas < 1 || m.DesiredReplicas > MaxDesiredReplicas {
-		return Metadata{}, sources.ConfigErrorf(sources.MetadataField(keyDesiredReplicas),
-			"must be from 1 to %d, got %d", MaxDesiredReplicas, m.DesiredReplicas)
+		_, field, _, _ := p.Lookup(keyDesiredReplicas)
+		return Metadata{}, sources.ConfigErrorf(field,
+			"must be from 1 to %d, got %s", MaxDesiredReplicas, sources.QuoteNumber(keyDesiredReplicas, field, m.DesiredReplicas))
 	}
 	return m, nil
+}
+
+// hideValue replaces a ParseSchedule error about a value that did not come from literal metadata (ParseSchedule
+// quotes what it parses) by one that names the field it came from and does not quote it.
+func hideValue(err error, actual map[string]string) error {
+	var ce *sources.ConfigError
+	if !errors.As(err, &ce) {
+		return err
+	}
+	field, ok := actual[ce.Field]
+	if !ok || field == ce.Field {
+		return err
+	}
+	return sources.ConfigErrorf(field, "%s is not a valid %s (the reason is not shown, as it would quote the value)",
+		sources.HiddenValue, strings.TrimPrefix(ce.Field, "metadata."))
 }
 
 // Source reports desiredReplicas while the cron window is open. It does no I/O and is safe for concurrent use.

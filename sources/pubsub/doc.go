@@ -12,7 +12,10 @@
 // an alias of NumUndeliveredMessages; any PascalCase Pub/Sub metric name), value (default 10), activationValue
 // (default 0), aggregation (mean, median, variance, stddev, sum, count, percentile99, percentile95, percentile50,
 // percentile5), timeHorizon (a Go duration, default 2m, or 5m with an aggregation), valueIfNull, credentialsFromEnv,
-// credentialsFromEnvFile, and our extensions projectID, monitoringEndpoint and monitoringInsecure. The
+// credentialsFromEnvFile (its content comes in Config.EnvFiles: the controller reads it from the Secret volume the
+// container mounts at that path; this package reads no file), and our extensions projectID, monitoringEndpoint and
+// monitoringInsecure. A monitoringEndpoint other than Cloud Monitoring's is subject to the endpoint policy (see
+// Endpoints). The
 // TriggerAuthentication parameter GoogleApplicationCredentials holds a service account key; podIdentity provider gcp
 // uses application default credentials (GKE Workload Identity).
 //

@@ -109,8 +109,8 @@ func (m Metadata) ResourceName() string {
 }
 
 // Parse validates a gcp-pubsub trigger configuration, including its authentication, and returns its metadata. Every
-// error is a *sources.ConfigError. It reads the file named by credentialsFromEnvFile, if any, and the controller's
-// GOOGLE_CLOUD_PROJECT environment variable with podIdentity gcp.
+// error is a *sources.ConfigError. It reads the controller's GOOGLE_CLOUD_PROJECT environment variable with
+// podIdentity gcp, and no file: credentialsFromEnvFile's content is in cfg.EnvFiles, resolved by the controller.
 func Parse(cfg sources.Config) (Metadata, error) {
 	m, _, err := parse(cfg, os.Getenv(envGoogleCloudProject))
 	return m, err
@@ -129,61 +129,73 @@ var (
 // parse returns the metadata and the service account key (nil unless Auth is AuthServiceAccountKey). envProject is
 // the controller's GOOGLE_CLOUD_PROJECT, used only with podIdentity gcp.
 func parse(cfg sources.Config, envProject string) (Metadata, []byte, error) {
+	m, key, _, err := parseWithKeyField(cfg, envProject)
+	return m, key, err
+}
+
+// parseWithKeyField is parse that also returns the field the service account key came from ("" without a key), so
+// the endpoint policy knows whose key it is.
+func parseWithKeyField(cfg sources.Config, envProject string) (Metadata, []byte, string, error) {
 	p := cfg.Params()
 	var m Metadata
 	var err error
 
 	if p.Has(keySubscriptionSize) {
-		return Metadata{}, nil, sources.ConfigErrorf(sources.MetadataField(keySubscriptionSize),
+		return Metadata{}, nil, "", sources.ConfigErrorf(sources.MetadataField(keySubscriptionSize),
 			"is deprecated and not supported; use mode and value")
 	}
 	project, err := parseResource(p, &m)
 	if err != nil {
-		return Metadata{}, nil, err
+		return Metadata{}, nil, "", err
 	}
 	if err := parseMode(p, &m); err != nil {
-		return Metadata{}, nil, err
+		return Metadata{}, nil, "", err
 	}
 	if m.Value, err = p.Float(keyValue, DefaultValue); err != nil {
-		return Metadata{}, nil, err
+		return Metadata{}, nil, "", err
 	}
 	if m.Value <= 0 {
-		return Metadata{}, nil, sources.ConfigErrorf(sources.MetadataField(keyValue), "must be greater than 0, got %s", formatFloat(m.Value))
+		_, field, _, _ := p.Lookup(keyValue)
+		return Metadata{}, nil, "", sources.ConfigErrorf(field, "must be greater than 0, got %s", sources.QuoteNumber(keyValue, field, m.Value))
 	}
 	if m.ActivationValue, err = p.Float(keyActivationValue, 0); err != nil {
-		return Metadata{}, nil, err
+		return Metadata{}, nil, "", err
 	}
-	if m.Aggregation, err = p.String(keyAggregation, false); err != nil {
-		return Metadata{}, nil, err
+	var field string
+	if m.Aggregation, field, err = p.Value(keyAggregation, false); err != nil {
+		return Metadata{}, nil, "", err
 	}
 	if m.Aggregation != "" {
 		if _, ok := aggregationFor(m.Aggregation); !ok {
-			return Metadata{}, nil, sources.ConfigErrorf(sources.MetadataField(keyAggregation),
-				"%q is not supported (use mean, median, variance, stddev, sum, count, percentile99, percentile95, percentile50 or percentile5)",
-				m.Aggregation)
+			return Metadata{}, nil, "", sources.ConfigErrorf(field,
+				"%s is not supported (use mean, median, variance, stddev, sum, count, percentile99, percentile95, percentile50 or percentile5)",
+				sources.QuoteValue(keyAggregation, field, m.Aggregation))
 		}
 	}
 	if err := parseTimeHorizon(p, &m); err != nil {
-		return Metadata{}, nil, err
+		return Metadata{}, nil, "", err
 	}
 	if p.Has(keyValueIfNull) {
 		v, err := p.Float(keyValueIfNull, 0)
 		if err != nil {
-			return Metadata{}, nil, err
+			return Metadata{}, nil, "", err
 		}
 		m.ValueIfNull = &v
 	}
 	if err := parseEndpoint(p, &m); err != nil {
-		return Metadata{}, nil, err
+		return Metadata{}, nil, "", err
 	}
 	key, keyProject, keyField, err := credentialsFor(cfg, &m)
 	if err != nil {
-		return Metadata{}, nil, err
+		return Metadata{}, nil, "", err
 	}
 	if m.Project, err = resolveProject(p, &m, project, keyProject, keyField, envProject); err != nil {
-		return Metadata{}, nil, err
+		return Metadata{}, nil, "", err
 	}
-	return m, key, nil
+	if m.Auth != AuthServiceAccountKey {
+		keyField = ""
+	}
+	return m, key, keyField, nil
 }
 
 // parseResource reads subscriptionName or topicName into m and returns the project a full resource name gave.
@@ -216,15 +228,19 @@ func parseResource(p sources.Params, m *Metadata) (string, error) {
 	if strings.HasPrefix(v, "projects/") {
 		parts := strings.Split(v, "/")
 		if len(parts) != 4 || parts[2] != collection {
-			return "", sources.ConfigErrorf(field, "%q is not a %s ID nor projects/<project>/%s/<id>", v, m.Resource, collection)
+			return "", sources.ConfigErrorf(field, "%s is not a %s ID nor projects/<project>/%s/<id>", sources.QuoteValue(key, field, v), m.Resource, collection)
 		}
 		project, id = parts[1], parts[3]
 		if !projectIDPattern.MatchString(project) {
+			if field != sources.MetadataField(key) {
+				return "", sources.ConfigErrorf(field, "%s has an invalid project ID", sources.HiddenValue)
+			}
 			return "", sources.ConfigErrorf(field, "%q has an invalid project ID %q", v, project)
 		}
 	}
 	if !resourceIDPattern.MatchString(id) {
-		return "", sources.ConfigErrorf(field, "%q is not a valid %s ID (3-255 letters, digits or -_.~+%%, starting with a letter)", id, m.Resource)
+		return "", sources.ConfigErrorf(field, "%s is not a valid %s ID (3-255 letters, digits or -_.~+%%, starting with a letter)",
+			sources.QuoteValue(key, field, id), m.Resource)
 	}
 	m.ResourceID = id
 	return project, nil
@@ -232,7 +248,7 @@ func parseResource(p sources.Params, m *Metadata) (string, error) {
 
 // parseMode resolves the mode into m.Mode and m.MetricType.
 func parseMode(p sources.Params, m *Metadata) error {
-	mode, err := p.String(keyMode, false)
+	mode, field, err := p.Value(keyMode, false)
 	if err != nil {
 		return err
 	}
@@ -240,11 +256,12 @@ func parseMode(p sources.Params, m *Metadata) error {
 		mode = defaultModeMetric
 	}
 	if !pascalCasePattern.MatchString(mode) {
-		return sources.ConfigErrorf(sources.MetadataField(keyMode),
-			"%q is not a PascalCase Pub/Sub metric name (e.g. SubscriptionSize, NumUndeliveredMessages, OldestUnackedMessageAge)", mode)
+		return sources.ConfigErrorf(field,
+			"%s is not a PascalCase Pub/Sub metric name (e.g. SubscriptionSize, NumUndeliveredMessages, OldestUnackedMessageAge)",
+			sources.QuoteValue(keyMode, field, mode))
 	}
 	if m.Resource == ResourceTopic && mode == defaultModeMetric {
-		return sources.ConfigErrorf(sources.MetadataField(keyMode),
+		return sources.ConfigErrorf(field,
 			"must name a topic metric with topicName (there is no topic/num_undelivered_messages), e.g. SendMessageOperationCount")
 	}
 	m.Mode = mode
@@ -279,7 +296,7 @@ func parseTimeHorizon(p sources.Params, m *Metadata) error {
 	}
 	d, perr := time.ParseDuration(v)
 	if perr != nil || d <= 0 {
-		return sources.ConfigErrorf(field, "%q is not a positive duration (e.g. 2m, 90s)", v)
+		return sources.ConfigErrorf(field, "%s is not a positive duration (e.g. 2m, 90s)", sources.QuoteValue(keyTimeHorizon, field, v))
 	}
 	m.TimeHorizon = d
 	return nil
@@ -287,14 +304,15 @@ func parseTimeHorizon(p sources.Params, m *Metadata) error {
 
 func parseEndpoint(p sources.Params, m *Metadata) error {
 	var err error
-	if m.MonitoringEndpoint, err = p.String(keyMonitoringEndpoint, false); err != nil {
+	var field string
+	if m.MonitoringEndpoint, field, err = p.Value(keyMonitoringEndpoint, false); err != nil {
 		return err
 	}
 	if m.MonitoringEndpoint != "" {
 		if u, perr := url.Parse("//" + m.MonitoringEndpoint); perr != nil || u.Host == "" || u.Port() == "" ||
 			u.Host != m.MonitoringEndpoint {
-			return sources.ConfigErrorf(sources.MetadataField(keyMonitoringEndpoint),
-				"%q is not host:port", m.MonitoringEndpoint)
+			return sources.ConfigErrorf(field,
+				"%s is not host:port", sources.QuoteValue(keyMonitoringEndpoint, field, m.MonitoringEndpoint))
 		}
 	}
 	if m.MonitoringInsecure, err = p.Bool(keyMonitoringInsecure, false); err != nil {
@@ -334,6 +352,8 @@ func credentialsFor(cfg sources.Config, m *Metadata) (key []byte, keyProject, fi
 		}
 		key = []byte(v)
 	case cfg.Metadata[keyCredentialsFromEnvFile] != "":
+		// The controller resolved the file from the Secret volume the container mounts at that path; the file
+		// system of the controller itself is never read (a tenant would choose which of its files to read).
 		field = sources.MetadataField(keyCredentialsFromEnvFile)
 		name := cfg.Metadata[keyCredentialsFromEnvFile]
 		path, ok := cfg.Env[name]
@@ -341,11 +361,16 @@ func credentialsFor(cfg sources.Config, m *Metadata) (key []byte, keyProject, fi
 			return nil, "", "", sources.ConfigErrorf(field,
 				"environment variable %q is not set in the envSourceContainerName container", name)
 		}
-		b, rerr := os.ReadFile(path)
-		if rerr != nil {
-			return nil, "", "", sources.ConfigErrorf(field, "reading credentials file %q: %v", path, rerr)
+		content, ok := cfg.EnvFiles[name]
+		if !ok {
+			return nil, "", "", sources.ConfigErrorf(field,
+				"the file that environment variable %q names was not resolved from a Secret volume of the envSourceContainerName container", name)
 		}
-		key = b
+		if len(content) > sources.MaxValueBytes {
+			return nil, "", "", sources.ConfigErrorf(field, "the credentials file holds %d bytes, more than the %d a credential may have",
+				len(content), sources.MaxValueBytes)
+		}
+		key = []byte(content)
 	default:
 		if m.MonitoringInsecure {
 			m.Auth = AuthNone
@@ -407,13 +432,14 @@ func resolveProject(p sources.Params, m *Metadata, fromName, fromKey, keyField, 
 	}
 	if ok {
 		if !projectIDPattern.MatchString(v) {
-			return "", sources.ConfigErrorf(field, "%q is not a valid project ID", v)
+			return "", sources.ConfigErrorf(field, "%s is not a valid project ID", sources.QuoteValue(keyProjectID, field, v))
 		}
 		return v, nil
 	}
 	if fromKey != "" {
 		if !projectIDPattern.MatchString(fromKey) {
-			return "", sources.ConfigErrorf(keyField, "the service account key's project_id %q is not a valid project ID", fromKey)
+			// The key came from a Secret: its project_id is not shown.
+			return "", sources.ConfigErrorf(keyField, "the service account key's project_id is not a valid project ID")
 		}
 		return fromKey, nil
 	}
@@ -428,9 +454,14 @@ func resolveProject(p sources.Params, m *Metadata, fromName, fromKey, keyField, 
 	if m.Resource == ResourceTopic {
 		key, collection = keyTopicName, "topics"
 	}
-	return "", sources.ConfigErrorf(sources.MetadataField(key),
-		"%q names no project: write projects/<project>/%s/%s, set %s, or use credentials (%s) whose key has project_id",
-		m.ResourceID, collection, m.ResourceID, keyProjectID, keyCredentialsFromEnv)
+	_, idField, _, _ := p.Lookup(key)
+	id := m.ResourceID
+	if idField != sources.MetadataField(key) {
+		id = "<id>"
+	}
+	return "", sources.ConfigErrorf(idField,
+		"%s names no project: write projects/<project>/%s/%s, set %s, or use credentials (%s) whose key has project_id",
+		sources.QuoteValue(key, idField, m.ResourceID), collection, id, keyProjectID, keyCredentialsFromEnv)
 }
 
 func formatFloat(f float64) string {

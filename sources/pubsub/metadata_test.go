@@ -1,8 +1,6 @@
 package pubsub
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -61,11 +59,18 @@ func meta(opts ...func(*Metadata)) Metadata {
 
 func ptr[T any](v T) *T { return &v }
 
-func TestParse(t *testing.T) {
-	credsFile := filepath.Join(t.TempDir(), "key.json")
-	if err := os.WriteFile(credsFile, []byte(saKey("file-project")), 0o600); err != nil {
-		t.Fatal(err)
+// withEnvFile sets the content the controller resolved for the file that env variable name points at.
+func withEnvFile(name, content string) sourcetest.Option {
+	return func(c *sources.Config) {
+		if c.EnvFiles == nil {
+			c.EnvFiles = map[string]string{}
+		}
+		c.EnvFiles[name] = content
 	}
+}
+
+func TestParse(t *testing.T) {
+	const credsFile = "/var/secrets/google/key.json"
 	cases := map[string]struct {
 		cfg        sources.Config
 		envProject string
@@ -131,7 +136,7 @@ func TestParse(t *testing.T) {
 		},
 		"key file": {
 			cfg: trigger(noCredentials, sourcetest.WithMetadata("credentialsFromEnvFile", "CREDS_FILE"),
-				sourcetest.WithEnv("CREDS_FILE", credsFile)),
+				sourcetest.WithEnv("CREDS_FILE", credsFile), withEnvFile("CREDS_FILE", saKey("file-project"))),
 			want: meta(func(m *Metadata) { m.Project = "file-project" }),
 		},
 		"pod identity with projectID": {
@@ -180,7 +185,7 @@ func TestParse(t *testing.T) {
 
 func TestParseErrors(t *testing.T) {
 	t.Setenv("GOOGLE_CLOUD_PROJECT", "")
-	missingFile := filepath.Join(t.TempDir(), "missing.json")
+	const missingFile = "/var/secrets/google/missing.json"
 	cases := map[string]struct {
 		cfg     sources.Config
 		wantErr *sources.ConfigError
@@ -308,11 +313,17 @@ func TestParseErrors(t *testing.T) {
 			wantErr: &sources.ConfigError{Field: "metadata.credentialsFromEnv",
 				Detail: "holds a service account key without client_email or private_key"},
 		},
-		"credentials file missing": {
+		"credentials file not resolved by the controller (never read from the dispatcher's file system)": {
 			cfg: trigger(noCredentials, sourcetest.WithMetadata("credentialsFromEnvFile", "CREDS_FILE"),
 				sourcetest.WithEnv("CREDS_FILE", missingFile)),
 			wantErr: &sources.ConfigError{Field: "metadata.credentialsFromEnvFile",
-				Detail: `reading credentials file "` + missingFile + `": open ` + missingFile + `: no such file or directory`},
+				Detail: `the file that environment variable "CREDS_FILE" names was not resolved from a Secret volume of the envSourceContainerName container`},
+		},
+		"credentials file larger than 64 KiB": {
+			cfg: trigger(noCredentials, sourcetest.WithMetadata("credentialsFromEnvFile", "CREDS_FILE"),
+				sourcetest.WithEnv("CREDS_FILE", missingFile), withEnvFile("CREDS_FILE", strings.Repeat("x", sources.MaxValueBytes+1))),
+			wantErr: &sources.ConfigError{Field: "metadata.credentialsFromEnvFile",
+				Detail: "the credentials file holds 65537 bytes, more than the 65536 a credential may have"},
 		},
 		"credentials file env var missing": {
 			cfg: trigger(noCredentials, sourcetest.WithMetadata("credentialsFromEnvFile", "CREDS_FILE")),

@@ -23,9 +23,12 @@ import (
 // Type is the trigger type this package implements.
 const Type = "gcp-pubsub"
 
-// Register adds the gcp-pubsub factory and its message-mode receiver factory to r.
+// Register adds the gcp-pubsub factory, its message-mode receiver factory and its endpoints function to r.
 func Register(r *sources.Registry) error {
 	if err := r.Register(Type, New); err != nil {
+		return err
+	}
+	if err := r.RegisterEndpoints(Type, Endpoints); err != nil {
 		return err
 	}
 	return r.RegisterReceiver(Type, NewReceiver)

@@ -131,8 +131,9 @@ func parse(cfg sources.Config) (Metadata, string, error) {
 		return Metadata{}, "", err
 	}
 	if m.MessageCount < 1 {
-		return Metadata{}, "", sources.ConfigErrorf(sources.MetadataField(keyMessageCount),
-			"must be at least 1, got %d", m.MessageCount)
+		_, field, _, _ := p.Lookup(keyMessageCount)
+		return Metadata{}, "", sources.ConfigErrorf(field,
+			"must be at least 1, got %s", sources.QuoteNumber(keyMessageCount, field, m.MessageCount))
 	}
 	if m.ActivationMessageCount, err = p.Int64(keyActivationMessageCount, 0); err != nil {
 		return Metadata{}, "", err
@@ -146,11 +147,18 @@ func parse(cfg sources.Config) (Metadata, string, error) {
 			key, name = keySubscriptionName, m.SubscriptionName
 		}
 		if _, rerr := compileName(name); rerr != nil {
-			return Metadata{}, "", sources.ConfigErrorf(sources.MetadataField(key),
+			_, field, _, _ := p.Lookup(key)
+			if field != sources.MetadataField(key) {
+				// The parser's message quotes the expression.
+				return Metadata{}, "", sources.ConfigErrorf(field,
+					"%s is not a valid regular expression (useRegex is true)", sources.HiddenValue)
+			}
+			return Metadata{}, "", sources.ConfigErrorf(field,
 				"is not a valid regular expression (useRegex is true): %v", rerr)
 		}
 	}
-	if m.Operation, err = p.String(keyOperation, false); err != nil {
+	var field string
+	if m.Operation, field, err = p.Value(keyOperation, false); err != nil {
 		return Metadata{}, "", err
 	}
 	switch m.Operation {
@@ -158,8 +166,8 @@ func parse(cfg sources.Config) (Metadata, string, error) {
 		m.Operation = DefaultOperation
 	case OperationSum, OperationMax, OperationAvg:
 	default:
-		return Metadata{}, "", sources.ConfigErrorf(sources.MetadataField(keyOperation),
-			"%q is not supported (use sum, max or avg)", m.Operation)
+		return Metadata{}, "", sources.ConfigErrorf(field,
+			"%s is not supported (use sum, max or avg)", sources.QuoteValue(keyOperation, field, m.Operation))
 	}
 	conn, err := parseAuth(cfg, &m)
 	if err != nil {
@@ -236,7 +244,7 @@ func parseAuth(cfg sources.Config, m *Metadata) (string, error) {
 }
 
 func parseWorkloadIdentity(p sources.Params, m *Metadata) error {
-	ns, err := p.String(keyNamespace, false)
+	ns, field, err := p.Value(keyNamespace, false)
 	if err != nil {
 		return err
 	}
@@ -245,10 +253,10 @@ func parseWorkloadIdentity(p sources.Params, m *Metadata) error {
 			"is required with podIdentity provider azure-workload")
 	}
 	if !namespacePattern.MatchString(ns) {
-		return sources.ConfigErrorf(sources.MetadataField(keyNamespace),
-			"%q is not a Service Bus namespace name (letters, digits and hyphens; not a host name)", ns)
+		return sources.ConfigErrorf(field,
+			"%s is not a Service Bus namespace name (letters, digits and hyphens; not a host name)", sources.QuoteValue(keyNamespace, field, ns))
 	}
-	cloud, err := p.String(keyCloud, false)
+	cloud, cloudField, err := p.Value(keyCloud, false)
 	if err != nil {
 		return err
 	}
@@ -259,15 +267,16 @@ func parseWorkloadIdentity(p sources.Params, m *Metadata) error {
 	switch {
 	case strings.EqualFold(cloud, CloudPrivate):
 		cloud = CloudPrivate
-		if suffix, err = p.String(keyEndpointSuffix, false); err != nil {
+		var suffixField string
+		if suffix, suffixField, err = p.Value(keyEndpointSuffix, false); err != nil {
 			return err
 		}
 		if suffix == "" {
 			return sources.ConfigErrorf(sources.MetadataField(keyEndpointSuffix), "is required with cloud Private")
 		}
 		if !suffixPattern.MatchString(suffix) {
-			return sources.ConfigErrorf(sources.MetadataField(keyEndpointSuffix),
-				"%q is not a DNS suffix (e.g. servicebus.example.net)", suffix)
+			return sources.ConfigErrorf(suffixField,
+				"%s is not a DNS suffix (e.g. servicebus.example.net)", sources.QuoteValue(keyEndpointSuffix, suffixField, suffix))
 		}
 	default:
 		known := false
@@ -277,8 +286,9 @@ func parseWorkloadIdentity(p sources.Params, m *Metadata) error {
 			}
 		}
 		if !known {
-			return sources.ConfigErrorf(sources.MetadataField(keyCloud),
-				"%q is not a known cloud (use AzurePublicCloud, AzureUSGovernmentCloud, AzureChinaCloud or Private with endpointSuffix)", cloud)
+			return sources.ConfigErrorf(cloudField,
+				"%s is not a known cloud (use AzurePublicCloud, AzureUSGovernmentCloud, AzureChinaCloud or Private with endpointSuffix)",
+				sources.QuoteValue(keyCloud, cloudField, cloud))
 		}
 	}
 	m.Auth, m.Cloud, m.Namespace = AuthWorkloadIdentity, cloud, ns+"."+suffix

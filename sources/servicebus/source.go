@@ -24,9 +24,12 @@ const Type = "azure-servicebus"
 // listPageSize is how many entities one page of a regular-expression listing asks for.
 const listPageSize = 100
 
-// Register adds the azure-servicebus factory and its message-mode receiver factory to r.
+// Register adds the azure-servicebus factory, its message-mode receiver factory and its endpoints function to r.
 func Register(r *sources.Registry) error {
 	if err := r.Register(Type, New); err != nil {
+		return err
+	}
+	if err := r.RegisterEndpoints(Type, Endpoints); err != nil {
 		return err
 	}
 	return r.RegisterReceiver(Type, NewReceiver)

@@ -71,18 +71,20 @@ func parse(cfg sources.Config) (Metadata, aws.CredentialsProvider, error) {
 		return Metadata{}, nil, sources.ConfigErrorf(sources.MetadataField(keyIdentityOwner),
 			"is deprecated and not supported; use a TriggerAuthentication with podIdentity provider aws, or access keys")
 	}
-	if m.QueueURL, err = p.String(keyQueueURL, true); err != nil {
+	var field string
+	if m.QueueURL, field, err = p.Value(keyQueueURL, true); err != nil {
 		return Metadata{}, nil, err
 	}
-	if m.QueueName, err = queueName(m.QueueURL); err != nil {
+	if m.QueueName, err = queueName(m.QueueURL, field); err != nil {
 		return Metadata{}, nil, err
 	}
 	if m.QueueLength, err = p.Int64(keyQueueLength, DefaultQueueLength); err != nil {
 		return Metadata{}, nil, err
 	}
 	if m.QueueLength < 1 {
-		return Metadata{}, nil, sources.ConfigErrorf(sources.MetadataField(keyQueueLength),
-			"must be at least 1, got %d", m.QueueLength)
+		_, field, _, _ := p.Lookup(keyQueueLength)
+		return Metadata{}, nil, sources.ConfigErrorf(field,
+			"must be at least 1, got %s", sources.QuoteNumber(keyQueueLength, field, m.QueueLength))
 	}
 	if m.ActivationQueueLength, err = p.Int64(keyActivationQueueLength, 0); err != nil {
 		return Metadata{}, nil, err
@@ -90,13 +92,13 @@ func parse(cfg sources.Config) (Metadata, aws.CredentialsProvider, error) {
 	if m.Region, err = p.String(keyAWSRegion, true); err != nil {
 		return Metadata{}, nil, err
 	}
-	if m.Endpoint, err = p.String(keyAWSEndpoint, false); err != nil {
+	if m.Endpoint, field, err = p.Value(keyAWSEndpoint, false); err != nil {
 		return Metadata{}, nil, err
 	}
 	if m.Endpoint != "" {
 		if u, perr := url.Parse(m.Endpoint); perr != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return Metadata{}, nil, sources.ConfigErrorf(sources.MetadataField(keyAWSEndpoint),
-				"%q is not an http(s) URL with a host", m.Endpoint)
+			return Metadata{}, nil, sources.ConfigErrorf(field,
+				"%s is not an http(s) URL with a host", sources.QuoteValue(keyAWSEndpoint, field, m.Endpoint))
 		}
 	}
 	if m.ScaleOnInFlight, err = p.Bool(keyScaleOnInFlight, DefaultScaleOnInFlight); err != nil {
@@ -114,15 +116,15 @@ func parse(cfg sources.Config) (Metadata, aws.CredentialsProvider, error) {
 
 // queueName extracts the queue name. A string that is not an absolute URL (or absolute path) is the name itself; a
 // URL must have the path /<account>/<queue>.
-func queueName(queueURL string) (string, error) {
+func queueName(queueURL, field string) (string, error) {
 	u, err := url.ParseRequestURI(queueURL)
 	if err != nil {
 		return queueURL, nil
 	}
 	parts := strings.Split(u.Path, "/")
 	if len(parts) != 3 || parts[1] == "" || parts[2] == "" {
-		return "", sources.ConfigErrorf(sources.MetadataField(keyQueueURL),
-			"%q has no queue in its path (want https://<host>/<account>/<queue>)", queueURL)
+		return "", sources.ConfigErrorf(field,
+			"%s has no queue in its path (want https://<host>/<account>/<queue>)", sources.QuoteValue(keyQueueURL, field, queueURL))
 	}
 	return parts[2], nil
 }

@@ -147,7 +147,7 @@ func validateDeadLetter(m Metadata, raw string) error {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return sources.ConfigErrorf(DeadLetterField, "%q is not an http(s) SQS queue URL (want https://<host>/<account>/<queue>)", raw)
 	}
-	if _, err := queueName(raw); err != nil {
+	if _, err := queueName(raw, DeadLetterField); err != nil {
 		return sources.ConfigErrorf(DeadLetterField, "%q has no queue in its path (want https://<host>/<account>/<queue>)", raw)
 	}
 	if raw == m.QueueURL {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -23,12 +24,17 @@ import (
 // Type is the trigger type this package implements.
 const Type = "aws-sqs-queue"
 
-// Register adds the aws-sqs-queue factory and its message-mode receiver factory to r. The sources and receivers
-// it builds share one AWS configuration per region: one HTTP client (one connection pool, and a custom CA bundle
-// such as AWS_CA_BUNDLE parsed once instead of once per trigger).
+// Register adds the aws-sqs-queue factory, its message-mode receiver factory and its endpoints function to r. The
+// sources and receivers it builds share one AWS configuration per region: one HTTP client (one connection pool, and
+// a custom CA bundle such as AWS_CA_BUNDLE parsed once instead of once per trigger). An awsEndpoint equal to the
+// endpoint the process's environment configures (AWS_ENDPOINT_URL_SQS, AWS_ENDPOINT_URL) is the operator's choice
+// and counts as a default endpoint.
 func Register(r *sources.Registry) error {
 	c := newClients()
 	if err := r.Register(Type, c.newSource); err != nil {
+		return err
+	}
+	if err := r.RegisterEndpoints(Type, endpointsFunc(operatorEndpoints(os.Getenv))); err != nil {
 		return err
 	}
 	return r.RegisterReceiver(Type, c.newReceiver)
