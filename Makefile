@@ -48,8 +48,8 @@ prereqs:
 	@bash hack/prereqs.sh
 
 .PHONY: binaries
-binaries: ## Build and cache etcd, the control plane, kubectl and kwok (about 12 min cold, instant warm)
-	@echo "==> control-plane binaries (cached under $(KUBEDISPATCH_CACHE)/bin; the first build takes about 12 minutes on 2 cores)"
+binaries: ## Build and cache etcd, the control plane, kubectl, kwok and promtool (about 17 min cold, instant warm)
+	@echo "==> control-plane binaries (cached under $(KUBEDISPATCH_CACHE)/bin; the first build takes about 17 minutes on 2 cores)"
 	@bash hack/build-binaries.sh >/dev/null
 
 .PHONY: cluster-up

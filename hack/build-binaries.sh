@@ -83,10 +83,23 @@ GO
   log "control plane ready"
 }
 
+build_promtool() {
+  # promtool checks and unit-tests deploy/monitoring's alert rules (prometheus module version v0.X = Prometheus 3.X).
+  local out="$bin/promtool-$PROMTOOL_VERSION"
+  [ -x "$out" ] && return 0
+  log "building promtool $PROMTOOL_VERSION (about 5 minutes cold)"
+  local d="$work/promtool-$PROMTOOL_VERSION"
+  rm -rf "$d" && mkdir -p "$d"
+  GOBIN="$d" go install "github.com/prometheus/prometheus/cmd/promtool@$PROMTOOL_VERSION"
+  mv "$d/promtool" "$out"
+  log "promtool ready: $out"
+}
+
 start=$(date +%s)
 ( build_etcd )
 ( build_kwok )
 ( build_kube )
+( build_promtool )
 end=$(date +%s)
 [ $((end - start)) -gt 2 ] && log "done in $((end - start))s"
 echo "$bin"

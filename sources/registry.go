@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"sync"
@@ -60,24 +61,36 @@ func (r *Registry) RegisterEndpoints(triggerType string, f EndpointsFunc) error 
 	return nil
 }
 
-// checkEndpoints applies the endpoint policy to cfg.
-func (r *Registry) checkEndpoints(cfg Config) error {
+// checkEndpoints applies the endpoint policy to cfg before build (the factory) runs, and returns what build built.
+// A configuration the endpoints function cannot read is one the factory refuses too, with the error written for
+// that mistake (such as message mode's "needs subscriptionName"): that error is returned; should the factory accept
+// it anyway, what it built is closed and the endpoints function's error returned, so nothing the check could not
+// vouch for is used.
+func checkEndpoints[T io.Closer](r *Registry, cfg Config, build func() (T, error)) (T, error) {
+	var zero T
 	r.mu.RLock()
 	f, policy := r.endpoints[cfg.Type], r.policy
 	r.mu.RUnlock()
 	if f == nil {
-		return nil
+		return build()
 	}
 	uses, err := f(cfg)
 	if err != nil {
-		return err
+		built, berr := build()
+		if berr != nil {
+			return zero, berr
+		}
+		if any(built) != nil {
+			_ = built.Close()
+		}
+		return zero, err
 	}
 	for _, u := range uses {
 		if err := CheckEndpoint(u, policy); err != nil {
-			return err
+			return zero, err
 		}
 	}
-	return nil
+	return build()
 }
 
 // Register adds the factory for triggerType. It rejects an empty type or a nil factory, and returns an error
@@ -112,10 +125,7 @@ func (r *Registry) New(ctx context.Context, cfg Config) (Source, error) {
 		}
 		return nil, ConfigErrorf("type", "unknown trigger type %q (known types: %s)", cfg.Type, strings.Join(known, ", "))
 	}
-	if err := r.checkEndpoints(cfg); err != nil {
-		return nil, err
-	}
-	return f(ctx, cfg)
+	return checkEndpoints(r, cfg, func() (Source, error) { return f(ctx, cfg) })
 }
 
 // Types returns the registered trigger types, sorted.
@@ -153,8 +163,5 @@ func (r *Registry) NewReceiver(ctx context.Context, cfg Config, deadLetter strin
 	if !ok {
 		return nil, ConfigErrorf("type", "trigger type %q cannot be used in message mode", cfg.Type)
 	}
-	if err := r.checkEndpoints(cfg); err != nil {
-		return nil, err
-	}
-	return f(ctx, cfg, deadLetter)
+	return checkEndpoints(r, cfg, func() (Receiver, error) { return f(ctx, cfg, deadLetter) })
 }

@@ -43,9 +43,12 @@ func TestRegistryEnforcesEndpointPolicy(t *testing.T) {
 			endpoints: ambientOnLocal,
 			wantBuilt: true,
 		},
+		// The factory runs to give its own error for the mistake; this one accepts the configuration, so what it
+		// built is closed and the describer's error returned.
 		"the describer's configuration error is returned": {
 			endpoints: func(Config) ([]EndpointUse, error) { return nil, describeErr },
 			wantField: "metadata.queue",
+			wantBuilt: true,
 		},
 	}
 	for name, tc := range cases {
