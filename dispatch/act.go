@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubedispatch/kubedispatch/api/v1alpha1"
+	"github.com/kubedispatch/kubedispatch/dispatch/internal/apilimit"
 	"github.com/kubedispatch/kubedispatch/history"
 	"github.com/kubedispatch/kubedispatch/jobtemplate"
 )
@@ -78,14 +79,14 @@ launch:
 	r.Metrics.JobsCreated.WithLabelValues(sj.Namespace, sj.Name).Add(float64(len(created)))
 	r.Metrics.JobCreateErrors.WithLabelValues(sj.Namespace, sj.Name).Add(float64(failed))
 	if len(created) > 0 {
-		r.Recorder.Eventf(sj, nil, corev1.EventTypeNormal, ReasonJobsCreated, "CreateJobs", "Created %d Job(s)", len(created))
+		r.recorder.Eventf(sj, nil, corev1.EventTypeNormal, ReasonJobsCreated, "CreateJobs", "Created %d Job(s)", len(created))
 		log.Info("Created Jobs", "count", len(created), "requested", n)
 	}
 	if firstErr != nil {
 		// One event per tick, not one per Job: a quota refusal is one line.
-		r.Recorder.Eventf(sj, nil, corev1.EventTypeWarning, ReasonJobCreateFailed, "CreateJobs",
+		r.recorder.Eventf(sj, nil, corev1.EventTypeWarning, ReasonJobCreateFailed, "CreateJobs",
 			"%d of %d Job creations were refused, the rest of this tick was not attempted; first error: %s",
-			failed, n, truncate(firstErr.Error(), 800))
+			failed, n, apilimit.Truncate(firstErr.Error(), 800))
 		return int64(len(created)), fmt.Errorf("creating %d of %d Jobs failed (the rest of this tick was not attempted): %w", failed, n, firstErr)
 	}
 	return int64(len(created)), nil
@@ -98,7 +99,7 @@ launch:
 func (r *Reconciler) createOne(ctx context.Context, sj *v1alpha1.ScaledJob) (string, error) {
 	var lastErr error
 	for range 3 {
-		job, err := jobtemplate.Build(sj, jobtemplate.Name(sj.Name, r.NameSuffix))
+		job, err := jobtemplate.Build(sj, jobtemplate.JobName(sj, r.NameSuffix))
 		if err != nil {
 			return "", err
 		}
@@ -177,7 +178,7 @@ func (r *Reconciler) rollout(ctx context.Context, sj *v1alpha1.ScaledJob, jobs [
 	}
 	r.Metrics.JobsDeleted.WithLabelValues(sj.Namespace, sj.Name, "rollout").Add(float64(deleted))
 	if deleted > 0 {
-		r.Recorder.Eventf(sj, nil, corev1.EventTypeNormal, ReasonRolloutDeleted, "Rollout",
+		r.recorder.Eventf(sj, nil, corev1.EventTypeNormal, ReasonRolloutDeleted, "Rollout",
 			"Deleted %d Job(s) of older generations (rollout.strategy immediate, generation %d)", deleted, sj.Generation)
 		logr.FromContextOrDiscard(ctx).Info("Deleted Jobs of older generations", "count", deleted, "generation", sj.Generation)
 	}
@@ -196,7 +197,7 @@ func (r *Reconciler) pruneHistory(ctx context.Context, sj *v1alpha1.ScaledJob, j
 		logr.FromContextOrDiscard(ctx).V(1).Info("Pruned finished Jobs beyond the history limits", "count", deleted)
 	}
 	if err != nil {
-		r.Recorder.Eventf(sj, nil, corev1.EventTypeWarning, ReasonHistoryError, "PruneHistory", "%s", truncate(err.Error(), 1000))
+		r.recorder.Eventf(sj, nil, corev1.EventTypeWarning, ReasonHistoryError, "PruneHistory", "%s", err.Error())
 		return fmt.Errorf("pruning history of %s/%s: %w", sj.Namespace, sj.Name, err)
 	}
 	return nil

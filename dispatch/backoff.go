@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sort"
 	"time"
+
+	"github.com/kubedispatch/kubedispatch/dispatch/internal/apilimit"
 )
 
 // JobOutcome is one finished Job, for the failing-Jobs back-off.
@@ -84,7 +86,7 @@ func FailingJobsBackoff(in BackoffInputs) Backoff {
 
 // Explain renders the back-off for status and events.
 func (b Backoff) Explain() string {
-	s := fmt.Sprintf("%d Jobs failed in a row (last: %s)", b.Consecutive, truncate(b.LastReason, 300))
+	s := fmt.Sprintf("%d Jobs failed in a row (last: %s)", b.Consecutive, apilimit.Truncate(b.LastReason, 300))
 	switch {
 	case b.Allowed > 0:
 		return s + "; starting one probe Job, a success ends the back-off"

@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/kubedispatch/kubedispatch/api/v1alpha1"
+	"github.com/kubedispatch/kubedispatch/dispatch/internal/apilimit"
 	"github.com/kubedispatch/kubedispatch/dispatch/message"
 	"github.com/kubedispatch/kubedispatch/jobtemplate"
 	"github.com/kubedispatch/kubedispatch/sources"
@@ -86,15 +87,17 @@ type Reconciler struct {
 	sourceCache  *sourceCache
 	pollers      *Pollers
 	messages     *message.Loops
+	recorder     events.EventRecorder // Recorder, with every note cut to what the API server accepts
 }
 
 func (r *Reconciler) init() {
 	r.once.Do(func() {
+		r.recorder = apilimit.Recorder(r.Recorder)
 		r.expectations = newExpectations(2 * time.Minute)
 		r.sourceCache = newSourceCache()
 		r.pollers = newPollers(r, r.TriggerConcurrency, r.SecretRefresh)
 		r.messages = message.NewLoops(message.Config{Client: r.Client, APIReader: r.APIReader, Clock: r.Clock,
-			Recorder: r.Recorder, Metrics: r.MessageMetrics, NewReceiver: r.newReceiver, Wake: r.pollers.wake,
+			Recorder: r.recorder, Metrics: r.MessageMetrics, NewReceiver: r.newReceiver, Wake: r.pollers.wake,
 			Log: ctrl.Log.WithName("message"), SecretRefresh: r.pollers.SecretRefresh,
 			OnJobCreated: func(namespace, name string) { r.Metrics.JobsCreated.WithLabelValues(namespace, name).Inc() }})
 		if r.CreateWorkers <= 0 {
@@ -130,6 +133,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) error {
 				key := n.Namespace + "/" + n.Labels[v1alpha1.LabelScaledJob]
 				r.pollers.Refresh(key, n.Name, r.Clock.Now())
 				r.messages.JobFinished(key)
+				r.Metrics.JobsFinished.WithLabelValues(n.Namespace, n.Labels[v1alpha1.LabelScaledJob], finishResult(n)).Inc()
 			}
 			return done
 		},
@@ -223,9 +227,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		r.Metrics.Ticks.WithLabelValues(sj.Namespace, sj.Name).Inc()
 		r.setCondition(&sj, status, v1alpha1.ConditionReady, metav1.ConditionFalse, ReasonInvalidSpec, msg)
 		r.setCondition(&sj, status, v1alpha1.ConditionActive, metav1.ConditionFalse, ReasonInvalidSpec, "no Jobs are created until the spec is fixed")
-		status.LastDecision = &v1alpha1.Decision{Time: metav1.NewTime(r.Clock.Now()), Reason: "no Jobs: the spec is invalid: " + truncate(msg, 500)}
+		status.LastDecision = &v1alpha1.Decision{Time: metav1.NewTime(r.Clock.Now()), Reason: "no Jobs: the spec is invalid: " + apilimit.Truncate(msg, 500)}
 		if !conditionIs(sj.Status.Conditions, v1alpha1.ConditionReady, metav1.ConditionFalse, ReasonInvalidSpec, msg) {
-			r.Recorder.Eventf(&sj, nil, corev1.EventTypeWarning, ReasonInvalidSpec, "Validate", "%s", msg)
+			r.recorder.Eventf(&sj, nil, corev1.EventTypeWarning, ReasonInvalidSpec, "Validate", "%s", msg)
 			log.Info("ScaledJob spec is invalid", "err", msg)
 		}
 		return ctrl.Result{}, r.writeStatus(ctx, &sj, status)
@@ -260,6 +264,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		r.Metrics.Jobs.WithLabelValues(sj.Namespace, sj.Name, "active").Set(float64(obs.running))
 		r.Metrics.Jobs.WithLabelValues(sj.Namespace, sj.Name, "pending").Set(float64(obs.pending))
 	}
+	r.Metrics.MaxReplicas.WithLabelValues(sj.Namespace, sj.Name).Set(float64(sj.Spec.MaxReplicas()))
+	r.Metrics.startCounters(sj.Namespace, sj.Name)
 	if len(obs.statuses) > 0 {
 		status.Triggers = obs.statuses
 	}
@@ -275,20 +281,20 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		msg := describeInvalid(obs.invalid)
 		reason := "InvalidTrigger"
 		if !conditionIs(sj.Status.Conditions, v1alpha1.ConditionReady, metav1.ConditionFalse, reason, msg) {
-			r.Recorder.Eventf(&sj, nil, corev1.EventTypeWarning, ReasonTriggerError, "ReadTriggers", "%s", msg)
+			r.recorder.Eventf(&sj, nil, corev1.EventTypeWarning, ReasonTriggerError, "ReadTriggers", "%s", msg)
 			log.Info("Trigger configuration is invalid", "err", msg)
 		}
 		r.setCondition(&sj, status, v1alpha1.ConditionReady, metav1.ConditionFalse, reason, msg)
-		status.LastDecision = &v1alpha1.Decision{Time: metav1.NewTime(r.Clock.Now()), Reason: "no Jobs: " + truncate(msg, 500)}
+		status.LastDecision = &v1alpha1.Decision{Time: metav1.NewTime(r.Clock.Now()), Reason: "no Jobs: " + apilimit.Truncate(msg, 500)}
 		r.setCondition(&sj, status, v1alpha1.ConditionActive, metav1.ConditionUnknown, reason, "activity is unknown until the trigger configuration is fixed")
 	case obs.jobsErr != nil:
 		r.Metrics.ScaledJobInvalid.WithLabelValues(sj.Namespace, sj.Name).Set(0)
 		msg := obs.jobsErr.Error() + "; no Jobs are created until the Jobs can be counted"
 		if !conditionIs(sj.Status.Conditions, v1alpha1.ConditionReady, metav1.ConditionFalse, ReasonJobListError, msg) {
-			r.Recorder.Eventf(&sj, nil, corev1.EventTypeWarning, ReasonJobListError, "Observe", "%s", obs.jobsErr.Error())
+			r.recorder.Eventf(&sj, nil, corev1.EventTypeWarning, ReasonJobListError, "Observe", "%s", obs.jobsErr.Error())
 		}
 		r.setCondition(&sj, status, v1alpha1.ConditionReady, metav1.ConditionFalse, ReasonJobListError, msg)
-		status.LastDecision = &v1alpha1.Decision{Time: metav1.NewTime(r.Clock.Now()), Reason: "no Jobs: " + truncate(obs.jobsErr.Error(), 500) + " (retrying with back-off)"}
+		status.LastDecision = &v1alpha1.Decision{Time: metav1.NewTime(r.Clock.Now()), Reason: "no Jobs: " + apilimit.Truncate(obs.jobsErr.Error(), 500) + " (retrying with back-off)"}
 		r.setCondition(&sj, status, v1alpha1.ConditionActive, metav1.ConditionUnknown, ReasonJobListError, "activity is unknown until the Jobs can be counted")
 	default:
 		r.Metrics.ScaledJobInvalid.WithLabelValues(sj.Namespace, sj.Name).Set(0)
@@ -330,18 +336,18 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		status.LastDecision = &v1alpha1.Decision{Time: now, JobsCreated: int32(created), Reason: decision.Reason}
 		switch {
 		case err != nil:
-			r.setCondition(&sj, status, v1alpha1.ConditionReady, metav1.ConditionFalse, ReasonJobCreateFailed, truncate(err.Error(), 1000))
+			r.setCondition(&sj, status, v1alpha1.ConditionReady, metav1.ConditionFalse, ReasonJobCreateFailed, apilimit.Truncate(err.Error(), 1000))
 		case bo.Active:
 			msg := "creation backs off because Jobs keep failing: " + bo.Explain()
 			if !conditionHasReason(sj.Status.Conditions, v1alpha1.ConditionReady, ReasonFailingJobsBackoff) {
-				r.Recorder.Eventf(&sj, nil, corev1.EventTypeWarning, ReasonFailingJobsBackoff, "CreateJobs", "%s", msg)
+				r.recorder.Eventf(&sj, nil, corev1.EventTypeWarning, ReasonFailingJobsBackoff, "CreateJobs", "%s", msg)
 				log.Info("Jobs keep failing: creation backs off", "consecutiveFailures", bo.Consecutive)
 			}
 			r.setCondition(&sj, status, v1alpha1.ConditionReady, metav1.ConditionFalse, ReasonFailingJobsBackoff, msg)
 		case obs.err != nil:
 			msg := obs.err.Error() + "; " + PartialRule(Calculation(sj.Spec.ScalersCalculation()))
 			if !conditionIs(sj.Status.Conditions, v1alpha1.ConditionReady, metav1.ConditionFalse, ReasonTriggerError, msg) {
-				r.Recorder.Eventf(&sj, nil, corev1.EventTypeWarning, ReasonTriggerError, "Observe", "%s", obs.err.Error())
+				r.recorder.Eventf(&sj, nil, corev1.EventTypeWarning, ReasonTriggerError, "Observe", "%s", obs.err.Error())
 			}
 			r.setCondition(&sj, status, v1alpha1.ConditionReady, metav1.ConditionFalse, ReasonTriggerError, msg)
 		default:
@@ -442,7 +448,7 @@ func (r *Reconciler) observe(ctx context.Context, sj *v1alpha1.ScaledJob) observ
 	} else {
 		obs.err = err
 		for i, t := range sj.Spec.Triggers {
-			obs.failing = append(obs.failing, triggerLabel(t, i))
+			obs.failing = append(obs.failing, t.EffectiveName(i))
 		}
 	}
 	obs.statuses = r.failedStatuses(sj, err)
@@ -455,12 +461,12 @@ func (r *Reconciler) readTriggers(sj *v1alpha1.ScaledJob, results []triggerResul
 	obs.statuses = make([]v1alpha1.TriggerStatus, len(results))
 	for i, res := range results {
 		t := sj.Spec.Triggers[i]
-		label := triggerLabel(t, i)
+		label := t.EffectiveName(i)
 		st := v1alpha1.TriggerStatus{Name: label, Type: t.Type}
 		if res.err != nil {
 			r.Metrics.TriggerErrors.WithLabelValues(sj.Namespace, sj.Name, label, t.Type).Inc()
 			te := &triggerError{index: i, name: label, err: res.err}
-			st.LastError = truncate(res.err.Error(), 500)
+			st.LastError = apilimit.Truncate(res.err.Error(), 500)
 			if sources.IsConfigError(res.err) {
 				if obs.invalid == nil {
 					obs.invalid = te
@@ -483,6 +489,7 @@ func (r *Reconciler) readTriggers(sj *v1alpha1.ScaledJob, results []triggerResul
 		obs.statuses[i] = st
 		r.Metrics.TriggerBacklog.WithLabelValues(sj.Namespace, sj.Name, label, t.Type).Set(res.b.Value)
 		r.Metrics.TriggerActive.WithLabelValues(sj.Namespace, sj.Name, label, t.Type).Set(boolFloat(res.b.Active))
+		r.Metrics.TriggerErrors.WithLabelValues(sj.Namespace, sj.Name, label, t.Type).Add(0) // exported from 0, so rate() sees the first error
 		obs.readings = append(obs.readings, TriggerReading{Name: label, Backlog: res.b.Value, Target: res.b.Target, Active: res.b.Active})
 	}
 }
@@ -496,13 +503,13 @@ func (r *Reconciler) failedStatuses(sj *v1alpha1.ScaledJob, err error) []v1alpha
 	}
 	out := make([]v1alpha1.TriggerStatus, len(sj.Spec.Triggers))
 	for i, t := range sj.Spec.Triggers {
-		label := triggerLabel(t, i)
+		label := t.EffectiveName(i)
 		out[i] = v1alpha1.TriggerStatus{Name: label, Type: t.Type}
 		if prev := previousTrigger(sj, label); prev != nil {
 			out[i] = *prev.DeepCopy()
 		}
 		if i == idx {
-			out[i].LastError = truncate(describe(err, false), 500)
+			out[i].LastError = apilimit.Truncate(describe(err, false), 500)
 			r.Metrics.TriggerErrors.WithLabelValues(sj.Namespace, sj.Name, label, t.Type).Inc()
 		}
 	}
@@ -584,13 +591,6 @@ func boolFloat(b bool) float64 {
 	return 0
 }
 
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
-}
-
 // observeJobs counts the ScaledJob's Jobs (the cache plus its own creations the cache does not show yet) and
 // their pods; a failed list is obs.jobsErr.
 func (r *Reconciler) observeJobs(ctx context.Context, sj *v1alpha1.ScaledJob) observation {
@@ -649,4 +649,14 @@ func (r *Reconciler) observeJobs(ctx context.Context, sj *v1alpha1.ScaledJob) ob
 	obs.pending += obs.unseen
 
 	return obs
+}
+
+// finishResult is the jobs_finished_total result of a finished Job: succeeded when Complete, else failed.
+func finishResult(j *batchv1.Job) string {
+	for _, c := range j.Status.Conditions {
+		if c.Type == batchv1.JobComplete && c.Status == corev1.ConditionTrue {
+			return "succeeded"
+		}
+	}
+	return "failed"
 }

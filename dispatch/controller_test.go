@@ -419,6 +419,25 @@ func TestReconcileInvalidSpec(t *testing.T) {
 			wantField: "spec.triggers[0].metricType",
 			fix:       func(sj *v1alpha1.ScaledJob) { sj.Spec.Triggers[0].MetricType = "" },
 		},
+		"pod template label value of 64 characters": {
+			sj: makeSJ("etl").max(10).mutate(func(sj *v1alpha1.ScaledJob) {
+				sj.Spec.JobTargetRef.Template.Labels = map[string]string{"team": strings.Repeat("t", 64)}
+			}).obj(),
+			wantField: "spec.jobTargetRef.template.metadata.labels[team]",
+			fix:       func(sj *v1alpha1.ScaledJob) { sj.Spec.JobTargetRef.Template.Labels["team"] = "pdf" },
+		},
+		"trigger named like the unnamed trigger next to it": {
+			sj: makeSJ("etl").max(10).mutate(func(sj *v1alpha1.ScaledJob) {
+				sj.Spec.Triggers = append(sj.Spec.Triggers, *sj.Spec.Triggers[0].DeepCopy())
+				sj.Spec.Triggers[0].Name = fakeType + "[1]"
+				sj.Spec.Triggers[1].Name = ""
+			}).obj(),
+			wantField: "spec.triggers[1].name: Duplicate value",
+			fix: func(sj *v1alpha1.ScaledJob) {
+				sj.Spec.Triggers = sj.Spec.Triggers[:1]
+				sj.Spec.Triggers[0].Name = defaultTrigger
+			},
+		},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/kubedispatch/kubedispatch/api/v1alpha1"
+	"github.com/kubedispatch/kubedispatch/dispatch/internal/apilimit"
 	"github.com/kubedispatch/kubedispatch/dispatch/message"
 	"github.com/kubedispatch/kubedispatch/sources"
 )
@@ -51,6 +52,8 @@ func (r *Reconciler) reconcileMessage(ctx context.Context, sj *v1alpha1.ScaledJo
 		r.Metrics.Jobs.WithLabelValues(sj.Namespace, sj.Name, "active").Set(float64(obs.running))
 		r.Metrics.Jobs.WithLabelValues(sj.Namespace, sj.Name, "pending").Set(float64(obs.pending))
 	}
+	r.Metrics.MaxReplicas.WithLabelValues(sj.Namespace, sj.Name).Set(float64(sj.Spec.MaxReplicas()))
+	r.Metrics.startCounters(sj.Namespace, sj.Name)
 	ms := &v1alpha1.MessageStatus{Held: snap.Held, Acked: snap.Acked, Released: snap.Released, DeadLettered: snap.DeadLettered,
 		LeaseErrors: snap.LeaseErrors, LastDeadLetter: snap.LastDeadLetter}
 	if !snap.OldestHeld.IsZero() {
@@ -71,9 +74,9 @@ func (r *Reconciler) reconcileMessage(ctx context.Context, sj *v1alpha1.ScaledJo
 	}
 	switch {
 	case snap.ReceiveErr != "":
-		msg := truncate(snap.ReceiveErr, 1000)
+		msg := apilimit.Truncate(snap.ReceiveErr, 1000)
 		if !conditionIs(sj.Status.Conditions, v1alpha1.ConditionReady, metav1.ConditionFalse, message.ReasonReceiveFailed, msg) {
-			r.Recorder.Eventf(sj, nil, corev1.EventTypeWarning, message.ReasonReceiveFailed, "Receive", "%s", msg)
+			r.recorder.Eventf(sj, nil, corev1.EventTypeWarning, message.ReasonReceiveFailed, "Receive", "%s", msg)
 		}
 		r.setCondition(sj, status, v1alpha1.ConditionReady, metav1.ConditionFalse, message.ReasonReceiveFailed, msg)
 	case obs.jobsErr != nil:

@@ -24,6 +24,8 @@ type Metrics struct {
 	FailingBackoff   *prometheus.GaugeVec
 	Ticks            *prometheus.CounterVec
 	TickLag          prometheus.Histogram
+	JobsFinished     *prometheus.CounterVec
+	MaxReplicas      *prometheus.GaugeVec
 }
 
 // NewMetrics builds the metrics and registers them on reg (nil: not registered, for tests).
@@ -66,6 +68,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Trigger readings sent to queues and metric APIs, by trigger type."}, []string{"type"}),
 		StatusWrites: prometheus.NewCounter(prometheus.CounterOpts{Name: "kubedispatch_status_writes_total",
 			Help: "ScaledJob status updates sent to the API server (only on a material change)."}),
+		JobsFinished: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kubedispatch_jobs_finished_total",
+			Help: "Jobs seen finishing, by result (succeeded: Complete; failed: Failed), per ScaledJob; every replica counts what its cache sees."},
+			[]string{"namespace", "scaledjob", "result"}),
+		MaxReplicas: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kubedispatch_scaledjob_max_replicas",
+			Help: "The ScaledJob's effective maxReplicaCount at its last tick (in message mode: the most messages held at once)."}, sj),
 		TickLag: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "kubedispatch_tick_lag_seconds",
 			Help:    "Seconds from when a ScaledJob's poll was due to when its tick decided.",
 			Buckets: []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}}),
@@ -73,9 +80,22 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	if reg != nil {
 		reg.MustRegister(m.JobsCreated, m.JobCreateErrors, m.JobsDeleted, m.TriggerBacklog, m.TriggerActive,
 			m.TriggerErrors, m.TriggerLatency, m.Jobs, m.Paused, m.TickDuration, m.DecisionJobs, m.ScaledJobInvalid,
-			m.StatusWrites, m.TickLag, m.QueueReads, m.FailingBackoff, m.Ticks)
+			m.StatusWrites, m.TickLag, m.QueueReads, m.FailingBackoff, m.Ticks, m.JobsFinished, m.MaxReplicas)
 	}
 	return m
+}
+
+// startCounters exports a ScaledJob's counters from 0 (once they exist, this adds nothing), so that rate() and
+// increase() see their first increment and alerts can refer to them before anything went wrong.
+func (m *Metrics) startCounters(namespace, name string) {
+	m.JobsCreated.WithLabelValues(namespace, name).Add(0)
+	m.JobCreateErrors.WithLabelValues(namespace, name).Add(0)
+	for _, reason := range []string{"history", "rollout"} {
+		m.JobsDeleted.WithLabelValues(namespace, name, reason).Add(0)
+	}
+	for _, result := range []string{"succeeded", "failed"} {
+		m.JobsFinished.WithLabelValues(namespace, name, result).Add(0)
+	}
 }
 
 // forget removes the per-ScaledJob series of a deleted ScaledJob.
@@ -84,7 +104,7 @@ func (m *Metrics) forget(namespace, name string) {
 	for _, v := range []interface {
 		DeletePartialMatch(prometheus.Labels) int
 	}{m.JobsCreated, m.JobCreateErrors, m.JobsDeleted, m.TriggerBacklog, m.TriggerActive, m.TriggerErrors, m.Jobs,
-		m.Paused, m.DecisionJobs, m.ScaledJobInvalid, m.FailingBackoff, m.Ticks} {
+		m.Paused, m.DecisionJobs, m.ScaledJobInvalid, m.FailingBackoff, m.Ticks, m.JobsFinished, m.MaxReplicas} {
 		v.DeletePartialMatch(l)
 	}
 }

@@ -12,12 +12,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubedispatch/kubedispatch/api/v1alpha1"
+	"github.com/kubedispatch/kubedispatch/dispatch/internal/apilimit"
 )
 
 // setCondition sets a condition on the status being built (lastTransitionTime moves only on a status change).
 func (r *Reconciler) setCondition(sj *v1alpha1.ScaledJob, status *v1alpha1.ScaledJobStatus, typ string, s metav1.ConditionStatus, reason, msg string) {
 	apimeta.SetStatusCondition(&status.Conditions, metav1.Condition{
-		Type: typ, Status: s, Reason: reason, Message: truncate(msg, 2000), ObservedGeneration: sj.Generation,
+		Type: typ, Status: s, Reason: reason, Message: apilimit.Truncate(msg, apilimit.ConditionMessage), ObservedGeneration: sj.Generation,
 		LastTransitionTime: metav1.NewTime(r.Clock.Now()),
 	})
 }
@@ -25,7 +26,7 @@ func (r *Reconciler) setCondition(sj *v1alpha1.ScaledJob, status *v1alpha1.Scale
 // conditionIs reports whether conds already holds exactly this condition (used to emit events only on change).
 func conditionIs(conds []metav1.Condition, typ string, s metav1.ConditionStatus, reason, msg string) bool {
 	c := apimeta.FindStatusCondition(conds, typ)
-	return c != nil && c.Status == s && c.Reason == reason && c.Message == truncate(msg, 2000)
+	return c != nil && c.Status == s && c.Reason == reason && c.Message == apilimit.Truncate(msg, apilimit.ConditionMessage)
 }
 
 // setActive sets the Active condition from the decision.
@@ -55,7 +56,7 @@ func (r *Reconciler) notePause(ctx context.Context, sj *v1alpha1.ScaledJob, stat
 			reason, note = ReasonPaused, "Paused by annotation "+v1alpha1.AnnotationPaused+": no Jobs are created"
 		}
 		if paused || apimeta.FindStatusCondition(sj.Status.Conditions, v1alpha1.ConditionPaused) != nil {
-			r.Recorder.Eventf(sj, nil, corev1.EventTypeNormal, reason, "Pause", "%s", note)
+			r.recorder.Eventf(sj, nil, corev1.EventTypeNormal, reason, "Pause", "%s", note)
 			logr.FromContextOrDiscard(ctx).Info("Pause state changed", "paused", paused)
 		}
 	}

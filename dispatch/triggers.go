@@ -33,14 +33,6 @@ func (e *triggerError) Error() string {
 
 func (e *triggerError) Unwrap() error { return e.err }
 
-// triggerLabel is the name a person sees for a trigger: its name, or "<type>[<index>]".
-func triggerLabel(t v1alpha1.ScaleTrigger, i int) string {
-	if t.Name != "" {
-		return t.Name
-	}
-	return fmt.Sprintf("%s[%d]", t.Type, i)
-}
-
 // resolveConfigs turns the ScaledJob's triggers into source configurations: it reads the referenced
 // TriggerAuthentications and Secrets, the env values named by `<key>FromEnv` metadata and the Secret-backed files
 // named by `<key>FromEnvFile` metadata. Secret values live only in the returned configs; they are never logged or
@@ -54,13 +46,13 @@ func (r *Reconciler) resolveConfigs(ctx context.Context, sj *v1alpha1.ScaledJob)
 		cfg := sources.Config{Index: i, Name: t.Name, Type: t.Type, Metadata: t.Metadata}
 		env, files, err := r.resolveEnv(ctx, sj, t.Metadata)
 		if err != nil {
-			return nil, &triggerError{index: i, name: triggerLabel(t, i), err: err}
+			return nil, &triggerError{index: i, name: t.EffectiveName(i), err: err}
 		}
 		cfg.Env, cfg.EnvFiles = env, files
 		if t.AuthenticationRef != nil {
 			params, identity, origin, err := r.resolveAuth(ctx, sj, t.AuthenticationRef)
 			if err != nil {
-				return nil, &triggerError{index: i, name: triggerLabel(t, i), err: err}
+				return nil, &triggerError{index: i, name: t.EffectiveName(i), err: err}
 			}
 			cfg.AuthParams, cfg.PodIdentity, cfg.AuthOrigin = params, identity, origin
 		}
@@ -321,11 +313,8 @@ func (c *sourceCache) get(ctx context.Context, reg *sources.Registry, owner, uid
 			for _, b := range built {
 				_ = b.Close()
 			}
-			label := cfg.Name
-			if label == "" {
-				label = fmt.Sprintf("%s[%d]", cfg.Type, cfg.Index)
-			}
-			return nil, &triggerError{index: cfg.Index, name: label, err: err}
+			t := v1alpha1.ScaleTrigger{Name: cfg.Name, Type: cfg.Type}
+			return nil, &triggerError{index: cfg.Index, name: t.EffectiveName(cfg.Index), err: err}
 		}
 		built = append(built, s)
 	}

@@ -39,13 +39,6 @@ const (
 // permanent error: retrying does not help until the ScaledJob is fixed.
 var ErrNoContainers = errors.New("spec.jobTargetRef.template.spec.containers: at least one container is required")
 
-// copiedAnnotation reports whether a ScaledJob annotation is copied onto its Jobs. kubectl's copy of the whole
-// applied object is not: it can be large and describes the ScaledJob, not the Job. Nor are kubedispatch.io/ keys:
-// they configure the dispatcher (a paused ScaledJob must not label its Jobs paused) or are set by Build itself.
-func copiedAnnotation(key string) bool {
-	return key != corev1.LastAppliedConfigAnnotation && !strings.HasPrefix(key, v1alpha1.GroupVersion.Group+"/")
-}
-
 // Build returns the Job to create for sj, named name: a deep copy of spec.jobTargetRef in sj's namespace,
 // controlled by sj. It never mutates sj.
 //
@@ -55,7 +48,10 @@ func copiedAnnotation(key string) bool {
 // last-applied-configuration and keys of the kubedispatch.io/ prefix (such as the pause annotation), overlaid with
 // v1alpha1.AnnotationGeneration set to sj's generation. An empty restartPolicy becomes OnFailure.
 //
-// Build returns an error wrapping ErrNoContainers when the template has no container.
+// Build returns an error wrapping ErrNoContainers when the template has no container. For a ScaledJob that passes
+// Validate, and a name from JobName or MessageJobName, the Job's name, labels and annotations are within what the
+// API server accepts (the ScaledJob's name is at most 63 characters, the template's labels are valid, and the
+// annotations leave room for the dispatcher's own).
 func Build(sj *v1alpha1.ScaledJob, name string) (*batchv1.Job, error) {
 	if len(sj.Spec.JobTargetRef.Template.Spec.Containers) == 0 {
 		return nil, fmt.Errorf("building job for ScaledJob %s/%s: %w", sj.Namespace, sj.Name, ErrNoContainers)
@@ -73,7 +69,7 @@ func Build(sj *v1alpha1.ScaledJob, name string) (*batchv1.Job, error) {
 
 	annotations := make(map[string]string, len(sj.Annotations)+1)
 	for k, v := range sj.Annotations {
-		if copiedAnnotation(k) {
+		if v1alpha1.CopiedToJobs(k) {
 			annotations[k] = v
 		}
 	}
@@ -103,19 +99,28 @@ func Build(sj *v1alpha1.ScaledJob, name string) (*batchv1.Job, error) {
 	}, nil
 }
 
-// Name returns "<scaledJob>-<suffix>" with the suffix from rnd (use RandomSuffix). When the result would be longer
-// than MaxNameLength, scaledJob is shortened, and any '-' or '.' left at its end is dropped, so that the name stays
-// a valid Job name.
+// Name returns "<scaledJob>-<suffix>" with the suffix from rnd (use RandomSuffix), at most MaxNameLength
+// characters long: see JobName for the shortening. JobName is the name for a ScaledJob's Jobs.
 func Name(scaledJob string, rnd func() string) string {
-	suffix := rnd()
-	keep := MaxNameLength - len(suffix) - 1
-	if keep < 0 {
-		keep = 0
+	return shorten(scaledJob, rnd(), MaxNameLength)
+}
+
+// JobName returns the name of a new count-mode Job of sj: "<sj.Name>-<suffix>" with the suffix from rnd (use
+// RandomSuffix). When that would be longer than v1alpha1.JobNameLimit of sj's template (63, or less for an Indexed
+// Job), the ScaledJob name is shortened, and any '-' or '.' left at its end is dropped, so that the name stays a
+// valid Job name; the suffix, which makes the name unique, is always kept whole.
+func JobName(sj *v1alpha1.ScaledJob, rnd func() string) string {
+	return shorten(sj.Name, rnd(), v1alpha1.JobNameLimit(&sj.Spec.JobTargetRef))
+}
+
+// shorten returns "<prefix>-<suffix>" in at most limit characters, cutting prefix (and any '-' or '.' the cut
+// leaves at its end) as needed.
+func shorten(prefix, suffix string, limit int) string {
+	keep := max(limit-len(suffix)-1, 0)
+	if len(prefix) > keep {
+		prefix = strings.TrimRight(prefix[:keep], "-.")
 	}
-	if len(scaledJob) > keep {
-		scaledJob = strings.TrimRight(scaledJob[:keep], "-.")
-	}
-	return scaledJob + "-" + suffix
+	return prefix + "-" + suffix
 }
 
 // RandomSuffix returns SuffixLength random lowercase alphanumeric characters, as the API server's generateName

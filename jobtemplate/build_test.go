@@ -2,6 +2,8 @@ package jobtemplate
 
 import (
 	"errors"
+	"fmt"
+	"math"
 	"regexp"
 	"strings"
 	"testing"
@@ -308,6 +310,127 @@ func TestRandomSuffix(t *testing.T) {
 	for range 100 {
 		if s := RandomSuffix(); !valid.MatchString(s) {
 			t.Fatalf("RandomSuffix() = %q, want 5 lowercase alphanumeric characters", s)
+		}
+	}
+}
+
+func TestJobName(t *testing.T) {
+	long := strings.Repeat("a", 63)
+	tests := map[string]struct {
+		scaledJob   string
+		completions int32 // > 0: an Indexed Job with that many completions
+		want        string
+	}{
+		"short name":                  {scaledJob: "pdf", want: "pdf-x2k9p"},
+		"63-character ScaledJob name": {scaledJob: long, want: long[:57] + "-x2k9p"},
+		"Indexed Job with 1 completion keeps room for the pod hostname's -0": {
+			scaledJob: long, completions: 1, want: long[:55] + "-x2k9p",
+		},
+		"Indexed Job with 2147483647 completions keeps room for -2147483646": {
+			scaledJob: long, completions: math.MaxInt32, want: long[:46] + "-x2k9p",
+		},
+		"Indexed Job with a short name is not cut": {scaledJob: "pdf", completions: 100, want: "pdf-x2k9p"},
+		"a cut that ends in '.' drops it": {
+			scaledJob: strings.Repeat("a", 56) + ".b", want: strings.Repeat("a", 56) + "-x2k9p",
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			sj := makeScaledJob(func(sj *v1alpha1.ScaledJob) {
+				sj.Name = tc.scaledJob
+				if tc.completions > 0 {
+					sj.Spec.JobTargetRef.CompletionMode = ptr.To(batchv1.IndexedCompletion)
+					sj.Spec.JobTargetRef.Completions = ptr.To(tc.completions)
+				}
+			})
+			got := JobName(sj, func() string { return "x2k9p" })
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("JobName() mismatch (-want +got):\n%s", diff)
+			}
+			host := got
+			if tc.completions > 0 {
+				host = fmt.Sprintf("%s-%d", got, tc.completions-1)
+			}
+			if errs := validation.IsDNS1123Label(host); len(errs) != 0 {
+				t.Errorf("JobName() = %q gives the pod hostname %q, not a DNS-1123 label: %v", got, host, errs)
+			}
+		})
+	}
+}
+
+// TestLongestNameFitsEverywhere builds count-mode and message-mode Jobs (and the payload Secret) of ScaledJobs
+// with names up to the 63 characters admission allows, and checks every name and label value the API server
+// checks: Job and Secret names, the label the Job controller adds to pods (batch.kubernetes.io/job-name), and the
+// labels Build sets from the ScaledJob's name.
+func TestLongestNameFitsEverywhere(t *testing.T) {
+	tests := map[string]string{
+		"1 character":                      "a",
+		"42 characters":                    strings.Repeat("b", 42),
+		"57 characters":                    strings.Repeat("c", 57),
+		"58 characters":                    strings.Repeat("d", 58),
+		"63 characters":                    strings.Repeat("e", 63),
+		"63 characters with dots":          strings.Repeat("f.", 31) + "f",
+		"63 characters, '-' where cut":     strings.Repeat("g", 50) + strings.Repeat("-", 12) + "g",
+		"63 characters, '.' where cut":     strings.Repeat("h", 56) + "." + strings.Repeat("h", 6),
+		"63 characters, '.' and '-' mixed": strings.Repeat("i", 40) + strings.Repeat("-a.b", 5) + "-a",
+	}
+	for name, sjName := range tests {
+		t.Run(name, func(t *testing.T) {
+			sj := makeScaledJob(func(sj *v1alpha1.ScaledJob) {
+				sj.Name = sjName
+				sj.Spec.JobTargetRef.Template.Labels = map[string]string{"team": "pdf"}
+			})
+			if errs := sj.Validate(); len(errs) != 0 {
+				t.Fatalf("Validate() = %v, want no errors", errs)
+			}
+			job, err := Build(sj, JobName(sj, RandomSuffix))
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkAccepted(t, job)
+
+			msj := makeMessageScaledJob(func(s *v1alpha1.ScaledJob) { s.Name = sjName })
+			for _, attempt := range []int32{1, 100, v1alpha1.MaxMaxDeliveries} {
+				mjob, secret, err := BuildMessage(msj, makeMessage(func(m *MessageInfo) { m.Attempt = attempt }))
+				if err != nil {
+					t.Fatal(err)
+				}
+				checkAccepted(t, mjob)
+				if errs := validation.IsDNS1123Subdomain(secret.Name); len(errs) != 0 {
+					t.Errorf("Secret name %q: %v", secret.Name, errs)
+				}
+				for k, v := range secret.Labels {
+					if errs := validation.IsValidLabelValue(v); len(errs) != 0 {
+						t.Errorf("Secret label %s=%q: %v", k, v, errs)
+					}
+				}
+			}
+		})
+	}
+}
+
+// checkAccepted reports what the API server would refuse in the Job's name and labels, the pod template's labels
+// included, after the Job controller adds its own.
+func checkAccepted(t *testing.T, job *batchv1.Job) {
+	t.Helper()
+	if len(job.Name) > MaxNameLength {
+		t.Errorf("Job name %q has %d characters, more than %d", job.Name, len(job.Name), MaxNameLength)
+	}
+	if errs := validation.IsDNS1123Subdomain(job.Name); len(errs) != 0 {
+		t.Errorf("Job name %q: %v", job.Name, errs)
+	}
+	pod := map[string]string{"batch.kubernetes.io/job-name": job.Name, "job-name": job.Name}
+	for k, v := range job.Spec.Template.Labels {
+		pod[k] = v
+	}
+	for _, labels := range []map[string]string{job.Labels, pod} {
+		for k, v := range labels {
+			if errs := validation.IsQualifiedName(k); len(errs) != 0 {
+				t.Errorf("label key %q: %v", k, errs)
+			}
+			if errs := validation.IsValidLabelValue(v); len(errs) != 0 {
+				t.Errorf("label %s=%q: %v", k, v, errs)
+			}
 		}
 	}
 }

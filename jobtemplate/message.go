@@ -77,16 +77,16 @@ func MessageKey(queue, id string) string {
 	return hex.EncodeToString(sum[:])[:keyLength]
 }
 
-// MessageJobName returns "<scaledJob>-<key>-<attempt>", the name of a message's Job (and of its Secret). As with
-// Name, scaledJob is shortened, and any '-' or '.' left at its end dropped, so that the name is at most
-// MaxNameLength characters.
-func MessageJobName(scaledJob, key string, attempt int32) string {
-	suffix := key + "-" + strconv.FormatInt(int64(attempt), 10)
-	return Name(scaledJob, func() string { return suffix })
+// MessageJobName returns "<sj.Name>-<key>-<attempt>", the name of a message's Job (and of its Secret). As with
+// JobName, the ScaledJob name is shortened, and any '-' or '.' left at its end dropped, so that the name is at
+// most v1alpha1.JobNameLimit characters (63, or less for an Indexed Job). The name is deterministic: every replica
+// and every restart finds the same name for one attempt of one message.
+func MessageJobName(sj *v1alpha1.ScaledJob, key string, attempt int32) string {
+	return shorten(sj.Name, key+"-"+strconv.FormatInt(int64(attempt), 10), v1alpha1.JobNameLimit(&sj.Spec.JobTargetRef))
 }
 
 // BuildMessage returns the Job that processes message m for sj (message mode), and the Secret holding the message
-// body, both named MessageJobName(sj.Name, MessageKey(m.Queue, m.ID), m.Attempt). It never mutates sj or m.
+// body, both named MessageJobName(sj, MessageKey(m.Queue, m.ID), m.Attempt). It never mutates sj or m.
 //
 // The Job is Build's Job, plus:
 //   - the label v1alpha1.LabelMessage (the message key) on the Job and its pod template;
@@ -127,7 +127,7 @@ func BuildMessage(sj *v1alpha1.ScaledJob, m MessageInfo) (*batchv1.Job, *corev1.
 			sj.Namespace, sj.Name, m.Attempt, m.ID)
 	}
 	key := MessageKey(m.Queue, m.ID)
-	name := MessageJobName(sj.Name, key, m.Attempt)
+	name := MessageJobName(sj, key, m.Attempt)
 	job, err := Build(sj, name)
 	if err != nil {
 		return nil, nil, err

@@ -2,6 +2,7 @@ package jobtemplate
 
 import (
 	"errors"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -175,12 +176,22 @@ func TestMessageKeyDiffers(t *testing.T) {
 func TestMessageJobName(t *testing.T) {
 	long := strings.Repeat("a", 70)
 	tests := map[string]struct {
-		scaledJob string
-		attempt   int32
-		want      string
+		scaledJob   string
+		completions int32 // > 0: an Indexed Job with that many completions
+		attempt     int32
+		want        string
 	}{
 		"short name, attempt 1": {
 			scaledJob: "pdf", attempt: 1, want: "pdf-" + testKey + "-1",
+		},
+		"63-character ScaledJob name": {
+			scaledJob: strings.Repeat("b", 63), attempt: 3, want: strings.Repeat("b", 44) + "-" + testKey + "-3",
+		},
+		"Indexed Job with 10 completions keeps room for the pod hostname's -9": {
+			scaledJob: long, completions: 10, attempt: 1, want: long[:42] + "-" + testKey + "-1",
+		},
+		"Indexed Job with 1000 completions keeps room for -999": {
+			scaledJob: long, completions: 1000, attempt: 100, want: long[:38] + "-" + testKey + "-100",
 		},
 		"short name, attempt 100": {
 			scaledJob: "pdf", attempt: 100, want: "pdf-" + testKey + "-100",
@@ -212,15 +223,26 @@ func TestMessageJobName(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			got := MessageJobName(tc.scaledJob, testKey, tc.attempt)
+			sj := makeMessageScaledJob(func(sj *v1alpha1.ScaledJob) {
+				sj.Name = tc.scaledJob
+				if tc.completions > 0 {
+					sj.Spec.JobTargetRef.CompletionMode = ptr.To(batchv1.IndexedCompletion)
+					sj.Spec.JobTargetRef.Completions = ptr.To(tc.completions)
+				}
+			})
+			got := MessageJobName(sj, testKey, tc.attempt)
 			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("MessageJobName() mismatch (-want +got):\n%s", diff)
 			}
 			if len(got) > MaxNameLength {
 				t.Errorf("MessageJobName() = %q is %d characters, want at most %d", got, len(got), MaxNameLength)
 			}
-			if errs := validation.IsDNS1123Label(got); len(errs) != 0 {
-				t.Errorf("MessageJobName() = %q is not a DNS-1123 label: %v", got, errs)
+			host := got
+			if tc.completions > 0 {
+				host = fmt.Sprintf("%s-%d", got, tc.completions-1)
+			}
+			if errs := validation.IsDNS1123Label(host); len(errs) != 0 {
+				t.Errorf("MessageJobName() = %q gives the pod hostname %q, not a DNS-1123 label: %v", got, host, errs)
 			}
 		})
 	}

@@ -209,15 +209,21 @@ type ScaleTrigger struct {
 	// type is the trigger type, such as "aws-sqs-queue", "gcp-pubsub", "azure-servicebus" or "cron".
 	// +required
 	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
 	Type string `json:"type"`
 
-	// name identifies the trigger in status and events. Must be unique within the ScaledJob when set.
+	// name identifies the trigger in status, events and metrics. Must be unique within the ScaledJob when set, and
+	// must not end in "[<number>]": an unnamed trigger is called "<type>[<index>]" (such as "aws-sqs-queue[0]").
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="!self.matches(r'\\[[0-9]+\\]$')",message="must not end in [<number>]: that form is the name of an unnamed trigger (<type>[<index>]) in status, events and metrics"
 	Name string `json:"name,omitempty"`
 
-	// metadata holds the trigger type's parameters, with the same keys as KEDA's scaler of that type.
+	// metadata holds the trigger type's parameters, with the same keys as KEDA's scaler of that type. At most 128
+	// keys; each key at most 253 characters, each value at most 8192.
 	// +optional
+	// +kubebuilder:validation:MaxProperties=128
+	// +kubebuilder:validation:XValidation:rule="self.all(k, size(k) <= 253 && size(self[k]) <= 8192)",message="metadata keys may have at most 253 characters, values at most 8192 characters"
 	Metadata map[string]string `json:"metadata,omitempty"`
 
 	// authenticationRef names the TriggerAuthentication or ClusterTriggerAuthentication that supplies the
@@ -240,6 +246,7 @@ type AuthenticationRef struct {
 	// name of the TriggerAuthentication (in the ScaledJob's namespace) or ClusterTriggerAuthentication.
 	// +required
 	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
 	Name string `json:"name"`
 
 	// kind is "TriggerAuthentication" (default) or "ClusterTriggerAuthentication".
@@ -305,7 +312,8 @@ type ScaledJobStatus struct {
 
 // TriggerStatus is the last reading of one trigger.
 type TriggerStatus struct {
-	// name of the trigger, or "<type>[<index>]" (e.g. "aws-sqs-queue[0]") when the trigger has no name.
+	// name of the trigger, or "<type>[<index>]" (e.g. "aws-sqs-queue[0]") when the trigger has no name. Unique
+	// within the ScaledJob.
 	// +optional
 	Name string `json:"name,omitempty"`
 
@@ -350,9 +358,11 @@ type Decision struct {
 }
 
 // ScaledJob creates Kubernetes Jobs from pending work in queues and cron windows, one Job per unit of work, up to
-// maxReplicaCount at a time. It is compatible with KEDA's ScaledJob.
+// maxReplicaCount at a time. It is compatible with KEDA's ScaledJob. Its name has at most 63 characters: it is the
+// value of the kubedispatch.io/scaledjob label on its Jobs and pods.
 //
 // +kubebuilder:object:root=true
+// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 63",message="metadata.name must be no more than 63 characters: the name of a ScaledJob is the value of the label kubedispatch.io/scaledjob on its Jobs and pods, and label values are limited to 63 characters"
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:scope=Namespaced,shortName=ksj,categories=kubedispatch
 // +kubebuilder:printcolumn:name="Mode",type=string,JSONPath=`.spec.dispatch.mode`

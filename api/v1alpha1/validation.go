@@ -3,6 +3,7 @@ package v1alpha1
 import (
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -17,16 +18,21 @@ const (
 	MaxTriggerNameLength = 253
 )
 
-// Validate checks the parts of the ScaledJob that are static and independent of trigger types: the Job template,
-// replica bounds, history limits, enum values, the custom strategy's parameters and trigger references. Trigger
-// metadata is validated by each trigger type. Defaults are applied first, so unset fields are valid. Every error
-// carries the field's path below "spec" and says what was expected.
 // MaxMinReplicaCount is the largest minReplicaCount (and cron desiredReplicas) accepted: far above the 150000 pods
 // Kubernetes is tested with per cluster, so it refuses only plain mistakes.
 const MaxMinReplicaCount = 1000000
 
+// Validate checks the parts of the ScaledJob that are static and independent of trigger types: the name and the
+// annotations that go onto every Job, the Job template (its labels and annotations as the API server checks a
+// pod's), replica bounds, history limits, enum values, the custom strategy's parameters, trigger names, the size of
+// trigger metadata and trigger references. The meaning of trigger metadata is validated by each trigger type.
+// Defaults are applied first, so unset fields are valid. Every error carries the field's path and says what was
+// expected. The errors come in a stable order, so the same spec always gives the same message.
 func (s *ScaledJob) Validate() field.ErrorList {
-	return validateSpec(&s.Spec, field.NewPath("spec"))
+	meta := field.NewPath("metadata")
+	errs := validateName(s.Name, &s.Spec.JobTargetRef, meta.Child("name"))
+	errs = append(errs, validateCopiedAnnotations(s.Annotations, meta.Child("annotations"))...)
+	return append(errs, validateSpec(&s.Spec, field.NewPath("spec"))...)
 }
 
 func validateSpec(s *ScaledJobSpec, p *field.Path) field.ErrorList {
@@ -78,6 +84,8 @@ func validateJobTarget(s *ScaledJobSpec, p *field.Path) field.ErrorList {
 	if len(containers) == 0 {
 		errs = append(errs, field.Required(pod.Child("containers"), "at least one container is required"))
 	}
+	tm := s.JobTargetRef.Template.ObjectMeta
+	errs = append(errs, validateTemplateMetadata(tm.Labels, tm.Annotations, p.Child("jobTargetRef", "template", "metadata"))...)
 	switch rp := s.JobTargetRef.Template.Spec.RestartPolicy; rp {
 	case "", corev1.RestartPolicyOnFailure, corev1.RestartPolicyNever:
 	default:
@@ -142,27 +150,38 @@ func validateTriggers(ts []ScaleTrigger, p *field.Path) field.ErrorList {
 	names := make(map[string]bool, len(ts))
 	for i, t := range ts {
 		tp := p.Index(i)
-		if t.Type == "" {
+		switch {
+		case t.Type == "":
 			errs = append(errs, field.Required(tp.Child("type"), `a trigger type is required, such as "aws-sqs-queue"`))
+		case utf8.RuneCountInString(t.Type) > MaxTriggerTypeLength:
+			errs = append(errs, field.TooLongCharacters(tp.Child("type"), t.Type, MaxTriggerTypeLength))
 		}
-		if len(t.Name) > MaxTriggerNameLength {
-			errs = append(errs, field.TooLong(tp.Child("name"), t.Name, MaxTriggerNameLength))
+		if utf8.RuneCountInString(t.Name) > MaxTriggerNameLength {
+			errs = append(errs, field.TooLongCharacters(tp.Child("name"), t.Name, MaxTriggerNameLength))
 		}
-		if t.Name != "" {
-			if names[t.Name] {
-				errs = append(errs, field.Duplicate(tp.Child("name"), t.Name))
-			}
-			names[t.Name] = true
+		if reservedTriggerName.MatchString(t.Name) {
+			errs = append(errs, field.Invalid(tp.Child("name"), t.Name, ReservedTriggerNameMessage))
 		}
+		// Unnamed triggers are "<type>[<index>]" in status and in the decision: effective names must be unique,
+		// or one trigger would hide another.
+		if name := t.EffectiveName(i); names[name] {
+			errs = append(errs, field.Duplicate(tp.Child("name"), name))
+		} else {
+			names[name] = true
+		}
+		errs = append(errs, validateTriggerMetadata(t.Metadata, tp.Child("metadata"))...)
 		if t.MetricType != "" {
 			errs = append(errs, field.Forbidden(tp.Child("metricType"),
 				"must be empty for ScaledJob triggers: the backlog is always divided by the per-Job target"))
 		}
 		if ref := t.AuthenticationRef; ref != nil {
 			rp := tp.Child("authenticationRef")
-			if ref.Name == "" {
+			switch {
+			case ref.Name == "":
 				errs = append(errs, field.Required(rp.Child("name"),
 					"the name of a TriggerAuthentication or ClusterTriggerAuthentication is required"))
+			case utf8.RuneCountInString(ref.Name) > MaxAuthenticationRefNameLength:
+				errs = append(errs, field.TooLongCharacters(rp.Child("name"), ref.Name, MaxAuthenticationRefNameLength))
 			}
 			errs = append(errs, validateEnum(rp.Child("kind"), ref.Kind,
 				KindTriggerAuthentication, KindClusterTriggerAuthentication)...)

@@ -305,7 +305,7 @@ func TestValidate(t *testing.T) {
 		"trigger name too long": {
 			sj: makeScaledJob(func(sj *ScaledJob) { sj.Spec.Triggers[0].Name = strings.Repeat("n", MaxTriggerNameLength+1) }),
 			want: field.ErrorList{
-				field.TooLong(triggers.Index(0).Child("name"), strings.Repeat("n", MaxTriggerNameLength+1), MaxTriggerNameLength),
+				field.TooLongCharacters(triggers.Index(0).Child("name"), strings.Repeat("n", MaxTriggerNameLength+1), MaxTriggerNameLength),
 			},
 		},
 		"unnamed triggers are not duplicates": {

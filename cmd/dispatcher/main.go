@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -25,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/kubedispatch/kubedispatch/api/v1alpha1"
@@ -85,7 +87,7 @@ func run(ctx context.Context, opts Options) error {
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                        scheme,
 		Cache:                         cacheOpts,
-		Metrics:                       metricsserver.Options{BindAddress: opts.MetricsBindAddress},
+		Metrics:                       metricsOptions(opts),
 		HealthProbeBindAddress:        opts.HealthProbeBindAddress,
 		PprofBindAddress:              opts.PprofBindAddress,
 		LeaderElection:                opts.LeaderElect,
@@ -142,11 +144,28 @@ func run(ctx context.Context, opts Options) error {
 	}
 	ctrl.Log.Info("Starting dispatcher", "triggerTypes", registry.Types(), "leaderElect", opts.LeaderElect,
 		"watchNamespaces", opts.Namespaces(), "kubeAPIQPS", opts.KubeAPIQPS, "kubeAPIBurst", opts.KubeAPIBurst,
+		"metricsAddress", opts.MetricsAddress(), "metricsSecure", opts.MetricsSecure,
 		"allowedEndpoints", opts.AllowedEndpoints, "allowAmbientCredentialsOnCustomEndpoints", opts.AllowAmbientCredentials)
 	if err := mgr.Start(ctx); err != nil {
 		return fmt.Errorf("running manager: %w", err)
 	}
 	return nil
+}
+
+// metricsOptions serves /metrics on --metrics-bind-address. With --metrics-secure (the default) it is HTTPS, and
+// every request must carry a bearer token that the API server authenticates (TokenReview) and authorizes for GET on
+// the non-resource URL /metrics (SubjectAccessReview), which the ClusterRole kubedispatch-metrics-reader grants.
+// HTTP/2 is off on that listener, as in kubebuilder's scaffold: its stream resets (CVE-2023-44487) cost a server
+// more than they cost a client, and a scrape needs none of it.
+func metricsOptions(opts Options) metricsserver.Options {
+	o := metricsserver.Options{BindAddress: opts.MetricsAddress()}
+	if opts.MetricsSecure {
+		o.SecureServing = true
+		o.FilterProvider = filters.WithAuthenticationAndAuthorization
+		o.CertDir = opts.MetricsCertDir
+		o.TLSOpts = []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }}
+	}
+	return o
 }
 
 // trimPod keeps what the dispatcher reads of a pod (owner, labels, phase and conditions), so 10k cached pods stay

@@ -20,7 +20,9 @@ type Options struct {
 	LeaseDuration           time.Duration // --leader-elect-lease-duration, KUBEDISPATCH_LEADER_ELECT_LEASE_DURATION
 	RenewDeadline           time.Duration // --leader-elect-renew-deadline, KUBEDISPATCH_LEADER_ELECT_RENEW_DEADLINE
 	RetryPeriod             time.Duration // --leader-elect-retry-period, KUBEDISPATCH_LEADER_ELECT_RETRY_PERIOD
-	MetricsBindAddress      string        // --metrics-bind-address, KUBEDISPATCH_METRICS_BIND_ADDRESS ("0" disables)
+	MetricsBindAddress      string        // --metrics-bind-address, KUBEDISPATCH_METRICS_BIND_ADDRESS ("0" disables; empty: :8443, or :8080 with --metrics-secure=false)
+	MetricsSecure           bool          // --metrics-secure, KUBEDISPATCH_METRICS_SECURE: HTTPS with Kubernetes authn/authz (else plain HTTP, open)
+	MetricsCertDir          string        // --metrics-cert-dir, KUBEDISPATCH_METRICS_CERT_DIR: tls.crt and tls.key of /metrics (empty: self-signed)
 	HealthProbeBindAddress  string        // --health-probe-bind-address, KUBEDISPATCH_HEALTH_PROBE_BIND_ADDRESS ("0" disables)
 	KubeAPIQPS              float64       // --kube-api-qps, KUBEDISPATCH_KUBE_API_QPS
 	KubeAPIBurst            int           // --kube-api-burst, KUBEDISPATCH_KUBE_API_BURST
@@ -53,7 +55,12 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.LeaseDuration, "leader-elect-lease-duration", envDuration("KUBEDISPATCH_LEADER_ELECT_LEASE_DURATION", 15*time.Second), "leader lease duration (env KUBEDISPATCH_LEADER_ELECT_LEASE_DURATION)")
 	fs.DurationVar(&o.RenewDeadline, "leader-elect-renew-deadline", envDuration("KUBEDISPATCH_LEADER_ELECT_RENEW_DEADLINE", 10*time.Second), "leader renew deadline (env KUBEDISPATCH_LEADER_ELECT_RENEW_DEADLINE)")
 	fs.DurationVar(&o.RetryPeriod, "leader-elect-retry-period", envDuration("KUBEDISPATCH_LEADER_ELECT_RETRY_PERIOD", 2*time.Second), "leader retry period (env KUBEDISPATCH_LEADER_ELECT_RETRY_PERIOD)")
-	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", env("KUBEDISPATCH_METRICS_BIND_ADDRESS", ":8080"), "address of /metrics; 0 disables (env KUBEDISPATCH_METRICS_BIND_ADDRESS)")
+	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", env("KUBEDISPATCH_METRICS_BIND_ADDRESS", ""), "address of /metrics; 0 disables; empty: :8443, or :8080 with --metrics-secure=false (env KUBEDISPATCH_METRICS_BIND_ADDRESS)")
+	fs.BoolVar(&o.MetricsSecure, "metrics-secure", envBool("KUBEDISPATCH_METRICS_SECURE", true),
+		"serve /metrics over HTTPS to callers the API server authenticates (TokenReview) and authorizes for GET /metrics (SubjectAccessReview); "+
+			"false serves plain HTTP to anyone who can reach the port (env KUBEDISPATCH_METRICS_SECURE)")
+	fs.StringVar(&o.MetricsCertDir, "metrics-cert-dir", env("KUBEDISPATCH_METRICS_CERT_DIR", ""),
+		"directory holding tls.crt and tls.key for the HTTPS /metrics, reloaded when they change; empty: a self-signed certificate made at start (env KUBEDISPATCH_METRICS_CERT_DIR)")
 	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", env("KUBEDISPATCH_HEALTH_PROBE_BIND_ADDRESS", ":8081"), "address of /healthz and /readyz; 0 disables (env KUBEDISPATCH_HEALTH_PROBE_BIND_ADDRESS)")
 	fs.Float64Var(&o.KubeAPIQPS, "kube-api-qps", envFloat("KUBEDISPATCH_KUBE_API_QPS", 100), "client QPS towards the API server (client-go default is 5) (env KUBEDISPATCH_KUBE_API_QPS)")
 	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", envInt("KUBEDISPATCH_KUBE_API_BURST", 200), "client burst towards the API server (client-go default is 10) (env KUBEDISPATCH_KUBE_API_BURST)")
@@ -84,6 +91,18 @@ func (o *Options) EndpointPolicy() (sources.EndpointPolicy, error) {
 		return sources.EndpointPolicy{}, fmt.Errorf("parsing --%s: %w", sources.FlagAllowedEndpoints, err)
 	}
 	return sources.EndpointPolicy{Allowed: allowed, AllowAmbientCredentials: o.AllowAmbientCredentials}, nil
+}
+
+// MetricsAddress returns --metrics-bind-address, or its default for --metrics-secure when it is empty.
+func (o *Options) MetricsAddress() string {
+	switch {
+	case o.MetricsBindAddress != "":
+		return o.MetricsBindAddress
+	case o.MetricsSecure:
+		return ":8443"
+	default:
+		return ":8080"
+	}
 }
 
 // Validate reports bad settings, naming the flag.
@@ -121,6 +140,9 @@ func (o *Options) Validate() error {
 	}
 	if o.LeaderElect && o.RenewDeadline >= o.LeaseDuration {
 		errs = append(errs, "--leader-elect-renew-deadline must be shorter than --leader-elect-lease-duration")
+	}
+	if o.MetricsCertDir != "" && !o.MetricsSecure {
+		errs = append(errs, "--metrics-cert-dir needs --metrics-secure=true")
 	}
 	if _, err := o.EndpointPolicy(); err != nil {
 		errs = append(errs, err.Error())

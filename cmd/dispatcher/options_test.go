@@ -36,6 +36,15 @@ func TestOptionsDefaultsEnvAndFlags(t *testing.T) {
 			args: []string{"--allowed-endpoints=localhost:*", "--allow-ambient-credentials-on-custom-endpoints=false"},
 			want: func(o *Options) { o.AllowedEndpoints = "localhost:*" },
 		},
+		"metrics plain HTTP from env": {
+			env:  map[string]string{"KUBEDISPATCH_METRICS_SECURE": "false"},
+			want: func(o *Options) { o.MetricsSecure = false },
+		},
+		"metrics flags win over env": {
+			env:  map[string]string{"KUBEDISPATCH_METRICS_SECURE": "false", "KUBEDISPATCH_METRICS_BIND_ADDRESS": ":9000"},
+			args: []string{"--metrics-secure=true", "--metrics-bind-address=127.0.0.1:9443", "--metrics-cert-dir=/certs"},
+			want: func(o *Options) { o.MetricsBindAddress, o.MetricsCertDir = "127.0.0.1:9443", "/certs" },
+		},
 		"flag wins over env": {
 			env:  map[string]string{"KUBEDISPATCH_KUBE_API_BURST": "7"},
 			args: []string{"--kube-api-burst=300", "--leader-elect-lease-duration=20s"},
@@ -45,7 +54,8 @@ func TestOptionsDefaultsEnvAndFlags(t *testing.T) {
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			for _, k := range []string{"KUBECONFIG", "POD_NAMESPACE", "WATCH_NAMESPACE", "WATCH_LABEL_SELECTOR", "KUBEDISPATCH_LEADER_ELECT_LEASE_DURATION",
-				"KUBEDISPATCH_ALLOWED_ENDPOINTS", "KUBEDISPATCH_ALLOW_AMBIENT_CREDENTIALS_ON_CUSTOM_ENDPOINTS"} {
+				"KUBEDISPATCH_ALLOWED_ENDPOINTS", "KUBEDISPATCH_ALLOW_AMBIENT_CREDENTIALS_ON_CUSTOM_ENDPOINTS",
+				"KUBEDISPATCH_METRICS_SECURE", "KUBEDISPATCH_METRICS_BIND_ADDRESS", "KUBEDISPATCH_METRICS_CERT_DIR"} {
 				t.Setenv(k, "")
 			}
 			for k, v := range tc.env {
@@ -59,7 +69,7 @@ func TestOptionsDefaultsEnvAndFlags(t *testing.T) {
 			}
 			want := Options{
 				LeaderElect: true, LeaderElectionNamespace: "default", LeaseDuration: 15 * time.Second,
-				RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second, MetricsBindAddress: ":8080",
+				RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second, MetricsSecure: true,
 				HealthProbeBindAddress: ":8081", KubeAPIQPS: 100, KubeAPIBurst: 200, Namespace: "default",
 				Concurrency: 8, CreateWorkers: 32, MaxCreatesPerTick: 500, TriggerTimeout: 10 * time.Second,
 				LeaderElectionID: "dispatcher.kubedispatch.io", GracefulShutdown: 10 * time.Second,
@@ -113,6 +123,36 @@ func TestEndpointPolicyOption(t *testing.T) {
 	p, err = o.EndpointPolicy()
 	if err != nil || len(p.Allowed) != 3 || !p.Allowed[0].Matches("127.0.0.1", "4566") {
 		t.Errorf("policy = %+v, %v; want three patterns, the first matching 127.0.0.1:4566", p, err)
+	}
+}
+
+// /metrics is HTTPS with authentication and authorization unless --metrics-secure=false; an empty
+// --metrics-bind-address picks the conventional port of each (8443, 8080).
+func TestMetricsOptions(t *testing.T) {
+	cases := map[string]struct {
+		opts       Options
+		wantAddr   string
+		wantSecure bool
+		wantFilter bool
+	}{
+		"default: HTTPS on :8443 behind the authn/authz filter": {opts: Options{MetricsSecure: true}, wantAddr: ":8443", wantSecure: true, wantFilter: true},
+		"plain HTTP on :8080":       {opts: Options{MetricsSecure: false}, wantAddr: ":8080"},
+		"an address given is kept":  {opts: Options{MetricsSecure: true, MetricsBindAddress: "127.0.0.1:9443"}, wantAddr: "127.0.0.1:9443", wantSecure: true, wantFilter: true},
+		"0 disables, secure or not": {opts: Options{MetricsSecure: false, MetricsBindAddress: "0"}, wantAddr: "0"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			got := metricsOptions(tc.opts)
+			if got.BindAddress != tc.wantAddr || got.SecureServing != tc.wantSecure || (got.FilterProvider != nil) != tc.wantFilter {
+				t.Errorf("metricsOptions = address %q, secure %v, filter %v; want %q, %v, %v",
+					got.BindAddress, got.SecureServing, got.FilterProvider != nil, tc.wantAddr, tc.wantSecure, tc.wantFilter)
+			}
+		})
+	}
+	o := Options{MetricsCertDir: "/certs", KubeAPIQPS: 1, KubeAPIBurst: 1, Concurrency: 1, CreateWorkers: 1, MaxCreatesPerTick: 1,
+		TriggerTimeout: time.Second, GracefulShutdown: time.Second, TriggerConcurrency: 1, SecretRefresh: time.Minute}
+	if err := o.Validate(); err == nil || !strings.Contains(err.Error(), "--metrics-cert-dir") {
+		t.Errorf("Validate with --metrics-cert-dir and --metrics-secure=false: %v, want an error naming --metrics-cert-dir", err)
 	}
 }
 

@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	"github.com/kubedispatch/kubedispatch/api/v1alpha1"
+	"github.com/kubedispatch/kubedispatch/dispatch/internal/apilimit"
 	"github.com/kubedispatch/kubedispatch/jobtemplate"
 	"github.com/kubedispatch/kubedispatch/sources"
 )
@@ -88,6 +89,7 @@ func NewLoops(cfg Config) *Loops {
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(nil)
 	}
+	cfg.Recorder = apilimit.Recorder(cfg.Recorder)
 	return &Loops{cfg: cfg, running: map[string]*loop{}}
 }
 
@@ -287,6 +289,11 @@ func (l *loop) labels() []string { return []string{l.nn.Namespace, l.nn.Name} }
 func (l *loop) run(ctx context.Context) {
 	log := logr.FromContextOrDiscard(ctx).WithValues("scaledJob", l.nn.String())
 	ctx = logr.NewContext(ctx, log)
+	// Counters exported from 0, so rate() sees the first increment.
+	l.cfg.Metrics.LeaseErrors.WithLabelValues(l.labels()...).Add(0)
+	for _, action := range []string{"received", "acked", "released", "dead_lettered"} {
+		l.cfg.Metrics.Messages.WithLabelValues(l.nn.Namespace, l.nn.Name, action).Add(0)
+	}
 	for failures := 0; ctx.Err() == nil; {
 		recv, err := l.cfg.NewReceiver(ctx, l.spec())
 		if err != nil {
@@ -765,7 +772,7 @@ func (l *loop) settleMessage(ctx context.Context, sj *v1alpha1.ScaledJob, recv s
 			// while so the queue's redrive policy, if any, can act without the message coming straight back.
 			err, outcome, action = recv.Release(ctx, &h.msg, exhaustedReleaseDelay), v1alpha1.OutcomeReleased, "released"
 		}
-		l.cfg.Recorder.Eventf(sj, nil, corev1.EventTypeWarning, ReasonDeadLettered, "DeadLetter", "message %s: %s", h.msg.ID, truncate(act.Reason, 900))
+		l.cfg.Recorder.Eventf(sj, nil, corev1.EventTypeWarning, ReasonDeadLettered, "DeadLetter", "message %s: %s", h.msg.ID, apilimit.Truncate(act.Reason, 900))
 	}
 	if err != nil && !errors.Is(err, sources.ErrLeaseLost) && !errors.Is(err, sources.ErrNoDeadLetter) {
 		log.V(1).Info("Settling the message failed; retrying", "messageId", h.msg.ID, "action", act.Kind.String(), "err", err)
@@ -789,7 +796,7 @@ func (l *loop) settleMessage(ctx context.Context, sj *v1alpha1.ScaledJob, recv s
 			l.totals.Released++
 		case "dead_lettered":
 			l.totals.DeadLettered++
-			l.totals.LastDeadLetter = truncate(act.Reason, 500)
+			l.totals.LastDeadLetter = apilimit.Truncate(act.Reason, 500)
 		}
 		l.mu.Unlock()
 		if act.Job != "" {
@@ -807,11 +814,4 @@ func (l *loop) recordOutcome(ctx context.Context, namespace, name, outcome strin
 	if err := l.cfg.Client.Patch(ctx, job, client.RawPatch(types.MergePatchType, patch)); err != nil && !apierrors.IsNotFound(err) {
 		logr.FromContextOrDiscard(ctx).V(1).Info("Could not record the message outcome on its Job", "job", name, "err", err)
 	}
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }

@@ -116,7 +116,7 @@ func (e *loopEnv) deliver(id string, attrs map[string]string) {
 func (e *loopEnv) jobOf(id string, attempt int32) *batchv1.Job {
 	e.t.Helper()
 	var j batchv1.Job
-	name := jobtemplate.MessageJobName("pdf", jobtemplate.MessageKey("http://sqs/1/q", id), attempt)
+	name := jobtemplate.MessageJobName(e.sj, jobtemplate.MessageKey("http://sqs/1/q", id), attempt)
 	if err := e.c.Get(context.Background(), types.NamespacedName{Namespace: "ns", Name: name}, &j); err != nil {
 		return nil
 	}
@@ -274,7 +274,7 @@ func TestLoopReleasesWhatArrivesWhilePaused(t *testing.T) {
 
 func TestLoopRefusesAJobNameTakenByAnotherOwner(t *testing.T) {
 	e := newLoopEnv(t, nil)
-	name := jobtemplate.MessageJobName("pdf", jobtemplate.MessageKey("http://sqs/1/q", "m1"), 1)
+	name := jobtemplate.MessageJobName(e.sj, jobtemplate.MessageKey("http://sqs/1/q", "m1"), 1)
 	other := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ns"}}
 	if err := e.c.Create(context.Background(), other); err != nil {
 		t.Fatal(err)

@@ -241,7 +241,10 @@ func (c *Cluster) start(ctx context.Context, opts Options, progress io.Writer) e
 		return err
 	}
 
-	// kube-apiserver with a static admin token and a service-account key pair.
+	// kube-apiserver with a static admin token and a service-account key pair (so the TokenRequest API issues
+	// ServiceAccount tokens), RBAC, and OwnerReferencesPermissionEnforcement: a client that is not cluster admin may set
+	// blockOwnerDeletion only on owners whose finalizers it may update, as on OpenShift, so a test that runs the
+	// dispatcher with the RBAC of deploy/ finds a missing finalizers rule.
 	pki := filepath.Join(c.Dir, "pki")
 	token, err := writePKI(pki)
 	if err != nil {
@@ -254,6 +257,7 @@ func (c *Cluster) start(ctx context.Context, opts Options, progress io.Writer) e
 		"--etcd-servers="+etcdURL, "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
 		"--secure-port="+strconv.Itoa(apiPort), "--cert-dir="+filepath.Join(c.Dir, "certs"),
 		"--token-auth-file="+filepath.Join(pki, "tokens.csv"), "--authorization-mode=RBAC",
+		"--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file="+filepath.Join(pki, "sa.pub"),
 		"--service-account-signing-key-file="+filepath.Join(pki, "sa.key"),
@@ -483,6 +487,13 @@ func writePKI(dir string) (string, error) {
 		return "", fmt.Errorf("writing service-account public key: %w", err)
 	}
 	return token, nil
+}
+
+// WriteKubeconfig writes to path a kubeconfig for the stack's API server that authenticates with token instead of
+// the admin one: for example a ServiceAccount token from the TokenRequest API, to run a program with that account's
+// RBAC only.
+func (c *Cluster) WriteKubeconfig(path, token string) error {
+	return writeKubeconfig(path, c.Server, token)
 }
 
 func writeKubeconfig(path, server, token string) error {

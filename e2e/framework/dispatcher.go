@@ -3,11 +3,13 @@ package framework
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -110,31 +112,62 @@ type Dispatcher struct {
 	done        chan struct{}
 	LogPath     string
 	MetricsAddr string
+
+	secureMetrics bool   // /metrics is HTTPS behind the authn/authz filter
+	metricsToken  string // the bearer token Metrics sends when secureMetrics
+}
+
+// DispatcherOptions say how StartDispatcherWith runs the dispatcher.
+type DispatcherOptions struct {
+	// Env holds extra environment variables (e.g. SSL_CERT_FILE to trust a test server's certificate).
+	Env map[string]string
+	// Kubeconfig replaces the stack's admin kubeconfig, e.g. with one holding a ServiceAccount token, so the
+	// dispatcher runs with that account's RBAC only.
+	Kubeconfig string
+	// SecureMetrics serves /metrics as the dispatcher does by default in production: HTTPS, to callers the API server
+	// authenticates and authorizes. Without it the framework passes --metrics-secure=false (plain HTTP, open), which
+	// is what every test that only reads metrics wants.
+	SecureMetrics bool
+	// MetricsToken is the bearer token that Metrics (and so WaitDispatcherUp, MetricSum, Ticks) sends with
+	// SecureMetrics: a token allowed GET /metrics.
+	MetricsToken string
 }
 
 // StartDispatcher runs the real dispatcher binary against the stack, watching only the test's namespace and
 // holding its leader lease there, so tests do not interfere, with loopback hosts allowed as custom endpoints
-// (--allowed-endpoints). Extra flags are appended. It is stopped (SIGTERM) when the test ends unless stopped before.
+// (--allowed-endpoints) and /metrics on plain HTTP (--metrics-secure=false). Extra flags are appended. It is stopped
+// (SIGTERM) when the test ends unless stopped before.
 func (f *F) StartDispatcher(extra ...string) *Dispatcher {
 	f.T.Helper()
-	return f.StartDispatcherWithEnv(nil, extra...)
+	return f.StartDispatcherWith(DispatcherOptions{}, extra...)
 }
 
 // StartDispatcherWithEnv is StartDispatcher with extra environment variables (e.g. SSL_CERT_FILE to trust a test
 // server's certificate).
 func (f *F) StartDispatcherWithEnv(env map[string]string, extra ...string) *Dispatcher {
 	f.T.Helper()
+	return f.StartDispatcherWith(DispatcherOptions{Env: env}, extra...)
+}
+
+// StartDispatcherWith is StartDispatcher with the options o.
+func (f *F) StartDispatcherWith(o DispatcherOptions, extra ...string) *Dispatcher {
+	f.T.Helper()
 	bin, err := DispatcherBinary()
 	if err != nil {
 		f.T.Fatal(err)
 	}
+	kubeconfig := stack.Kubeconfig
+	if o.Kubeconfig != "" {
+		kubeconfig = o.Kubeconfig
+	}
 	metrics := freeAddr(f.T)
 	args := append([]string{
-		"--kubeconfig=" + stack.Kubeconfig,
+		"--kubeconfig=" + kubeconfig,
 		"--watch-namespace=" + f.Namespace,
 		"--leader-election-namespace=" + f.Namespace,
 		"--leader-elect-lease-duration=6s", "--leader-elect-renew-deadline=4s", "--leader-elect-retry-period=1s",
 		"--metrics-bind-address=" + metrics,
+		"--metrics-secure=" + strconv.FormatBool(o.SecureMetrics),
 		"--health-probe-bind-address=0",
 		"--namespace=" + f.Namespace,
 		"--zap-log-level=debug",
@@ -150,14 +183,15 @@ func (f *F) StartDispatcherWithEnv(env map[string]string, extra ...string) *Disp
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.Env = os.Environ()
-	for k, v := range env {
+	for k, v := range o.Env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		f.T.Fatalf("starting dispatcher: %v", err)
 	}
-	d := &Dispatcher{cmd: cmd, done: make(chan struct{}), LogPath: logPath, MetricsAddr: metrics}
+	d := &Dispatcher{cmd: cmd, done: make(chan struct{}), LogPath: logPath, MetricsAddr: metrics,
+		secureMetrics: o.SecureMetrics, metricsToken: o.MetricsToken}
 	f.dispatchers = append(f.dispatchers, d)
 	go func() { _ = cmd.Wait(); logFile.Close(); close(d.done) }()
 	f.T.Cleanup(func() {
@@ -187,16 +221,47 @@ func (d *Dispatcher) Stop(sig syscall.Signal) {
 	}
 }
 
-// Metrics returns the text of the dispatcher's /metrics.
+// Metrics returns the text of the dispatcher's /metrics: over plain HTTP, or with DispatcherOptions.SecureMetrics
+// over HTTPS (the certificate is self-signed) with the bearer token DispatcherOptions.MetricsToken. A status other
+// than 200 is an error.
 func (d *Dispatcher) Metrics() (string, error) {
-	resp, err := http.Get("http://" + d.MetricsAddr + "/metrics")
+	url, token := "http://"+d.MetricsAddr+"/metrics", ""
+	if d.secureMetrics {
+		url, token = "https://"+d.MetricsAddr+"/metrics", d.metricsToken
+	}
+	status, body, err := GetMetrics(url, token)
 	if err != nil {
 		return "", err
+	}
+	if status != http.StatusOK {
+		return "", fmt.Errorf("GET %s: status %d: %s", url, status, tailBytes([]byte(body), 500))
+	}
+	return body, nil
+}
+
+// metricsClient trusts any certificate: the dispatcher's HTTPS /metrics has a self-signed one.
+var metricsClient = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+	TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // a test reading a self-signed endpoint
+}}
+
+// GetMetrics GETs url (an http:// or https:// /metrics; any certificate is accepted) with the bearer token, when not
+// empty, and returns the status code and body.
+func GetMetrics(url, token string) (int, string, error) {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return 0, "", err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := metricsClient.Do(req)
+	if err != nil {
+		return 0, "", err
 	}
 	defer resp.Body.Close()
 	var b bytes.Buffer
 	_, err = b.ReadFrom(resp.Body)
-	return b.String(), err
+	return resp.StatusCode, b.String(), err
 }
 
 func freeAddr(t testing.TB) string {

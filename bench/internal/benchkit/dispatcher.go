@@ -34,6 +34,7 @@ func StartDispatcher(c *cluster.Cluster, bin, dir string, args ...string) (*Disp
 		"--kubeconfig=" + c.Kubeconfig,
 		"--leader-elect=false",
 		"--health-probe-bind-address=0",
+		"--metrics-secure=false", // the benchmarks scrape /metrics over plain HTTP on loopback
 	}, args...)...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.Env = os.Environ()

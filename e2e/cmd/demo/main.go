@@ -152,7 +152,7 @@ func run() error {
 	}
 	defer logFile.Close()
 	disp := exec.Command(bin, "--kubeconfig="+c.Kubeconfig, "--leader-election-namespace="+namespace,
-		"--metrics-bind-address=127.0.0.1:0", "--health-probe-bind-address=0")
+		"--metrics-bind-address=127.0.0.1:0", "--metrics-secure=false", "--health-probe-bind-address=0")
 	disp.Stdout, disp.Stderr = logFile, logFile
 	disp.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := disp.Start(); err != nil {
