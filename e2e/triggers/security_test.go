@@ -3,6 +3,7 @@ package triggers
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -295,4 +296,120 @@ func TestSecurityCredentialsFromEnvFileAndSecretValues(t *testing.T) {
 	f.RequireRunning(d)
 	checkNoLeak(f, d, map[string]string{"the Secret value behind queueLengthFromEnv": notANumber,
 		"the private key of the mounted key file": privateKey})
+}
+
+// connCounter is a TCP listener on 127.0.0.1 that counts the connections it accepts and closes each at once: an
+// endpoint that must never be dialled.
+type connCounter struct {
+	Addr string
+	mu   sync.Mutex
+	n    int
+}
+
+func startConnCounter(t *testing.T) *connCounter {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &connCounter{Addr: l.Addr().String()}
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.mu.Lock()
+			c.n++
+			c.mu.Unlock()
+			conn.Close()
+		}
+	}()
+	t.Cleanup(func() { l.Close() })
+	return c
+}
+
+func (c *connCounter) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n
+}
+
+// The two other endpoint keys. monitoringEndpoint (gcp-pubsub): with the dispatcher's own identity (podIdentity gcp)
+// or a ClusterTriggerAuthentication's key, a listener on an allowed host is never dialled and the ScaledJob is
+// Ready=False naming the field and the flag; with a namespace TriggerAuthentication's key the same kind of endpoint
+// works (the fake Cloud Monitoring serves plain gRPC, so with monitoringInsecure: the key is read and checked, not
+// sent; sources/pubsub/endpoints_test.go checks the rule for a namespace key that is sent). endpointSuffix (azure-servicebus, cloud Private): it only exists with the dispatcher's workload identity,
+// so it is refused naming --allowed-endpoints for a host outside the list and
+// --allow-ambient-credentials-on-custom-endpoints for one inside.
+func TestSecurityMonitoringEndpointAndEndpointSuffix(t *testing.T) {
+	f := framework.New(t)
+	book := newBacklogBook()
+	_, monitoringAddr := startFakeMonitoring(t, framework.PubSubProject, book)
+	sub := newEmulatorSub(f, book, "secmon")
+	sub.publish(2)
+	key := `{"type":"service_account","project_id":"` + framework.PubSubProject + `","private_key_id":"k1",` +
+		`"private_key":"-----BEGIN PRIVATE KEY-----\nE2EKEY\n-----END PRIVATE KEY-----\n",` +
+		`"client_email":"scaler@` + framework.PubSubProject + `.iam.gserviceaccount.com","client_id":"1"}`
+	createSecret(f, "gcp-key", map[string]string{"key.json": key})
+	tenant := createTriggerAuth(f, "gcp-tenant", "GoogleApplicationCredentials", "gcp-key", "key.json")
+	cta := createClusterTriggerAuthSpec(f, "e2e-sec-gcp", v1alpha1.ClusterTriggerAuthenticationSpec{
+		TriggerAuthenticationSpec: v1alpha1.TriggerAuthenticationSpec{SecretTargetRef: []v1alpha1.SecretTargetRef{
+			{Parameter: "GoogleApplicationCredentials", Name: "gcp-key", Key: "key.json"}}},
+		AllowedNamespaces: &v1alpha1.AllowedNamespaces{Names: []string{f.Namespace}},
+	})
+	identity := &v1alpha1.TriggerAuthentication{ObjectMeta: metav1.ObjectMeta{Name: "gcp-identity", Namespace: f.Namespace},
+		Spec: v1alpha1.TriggerAuthenticationSpec{PodIdentity: &v1alpha1.PodIdentity{Provider: v1alpha1.ProviderGCP}}}
+	if err := f.Client.Create(f.Ctx, identity); err != nil {
+		t.Fatal(err)
+	}
+	podIdentityListener, clusterListener := startConnCounter(t), startConnCounter(t)
+	pubsubSJ := func(name, endpoint string, insecure bool, auth *v1alpha1.AuthenticationRef) {
+		md := map[string]string{"subscriptionName": sub.name, "value": "1", "monitoringEndpoint": endpoint}
+		if insecure {
+			md["monitoringInsecure"] = "true"
+		}
+		scaledJob(f, name).Max(10).Trigger("gcp-pubsub", md, auth).Create()
+	}
+	pubsubSJ("gcp-pod-identity", podIdentityListener.Addr, false, &v1alpha1.AuthenticationRef{Name: "gcp-identity"})
+	pubsubSJ("gcp-cluster-key", clusterListener.Addr, false, cta)
+	pubsubSJ("gcp-tenant-key", monitoringAddr, true, tenant)
+
+	sbSJ := func(name, suffix string) {
+		scaledJob(f, name).Max(10).Trigger("azure-servicebus", map[string]string{
+			"queueName": "orders", "namespace": "tenantns", "cloud": "Private", "endpointSuffix": suffix,
+		}, &v1alpha1.AuthenticationRef{Name: "azure-identity"}).Create()
+	}
+	azure := &v1alpha1.TriggerAuthentication{ObjectMeta: metav1.ObjectMeta{Name: "azure-identity", Namespace: f.Namespace},
+		Spec: v1alpha1.TriggerAuthenticationSpec{PodIdentity: &v1alpha1.PodIdentity{Provider: v1alpha1.ProviderAzureWorkload}}}
+	if err := f.Client.Create(f.Ctx, azure); err != nil {
+		t.Fatal(err)
+	}
+	sbSJ("sb-not-allowed", "servicebus.attacker.example")
+	sbSJ("sb-allowed-host", "sb.allowed.test")
+	d := f.StartDispatcher("--allowed-endpoints=127.0.0.1:*,localhost:*,*.sb.allowed.test")
+
+	settledJobs(f, "gcp-tenant-key", 2)
+	for name, want := range map[string][]string{
+		"gcp-pod-identity": {"spec.triggers[0].metadata.monitoringEndpoint", "--allow-ambient-credentials-on-custom-endpoints"},
+		"gcp-cluster-key":  {"spec.triggers[0].metadata.monitoringEndpoint", "--allow-ambient-credentials-on-custom-endpoints"},
+		"sb-not-allowed":   {"spec.triggers[0].metadata.endpointSuffix", "--allowed-endpoints"},
+		"sb-allowed-host":  {"spec.triggers[0].metadata.endpointSuffix", "--allow-ambient-credentials-on-custom-endpoints"},
+	} {
+		t.Run(name+" is refused", func(t *testing.T) {
+			sj := f.WaitReady(name, metav1.ConditionFalse, want...)
+			t.Logf("Ready=False: %s", framework.Condition(sj, v1alpha1.ConditionReady).Message)
+		})
+	}
+	after := time.Now().Add(time.Second)
+	for name, l := range map[string]*connCounter{"gcp-pod-identity": podIdentityListener, "gcp-cluster-key": clusterListener} {
+		f.WaitDecisionAfter(name, after)
+		if n := l.count(); n != 0 {
+			t.Errorf("%s: its monitoringEndpoint was dialled %d times, want never", name, n)
+		}
+		if n := jobCount(f, name); n != 0 {
+			t.Errorf("%s: %d Jobs, want none", name, n)
+		}
+	}
+	f.RequireRunning(d)
 }
