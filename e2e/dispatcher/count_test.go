@@ -2,7 +2,10 @@ package dispatcher
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -13,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/kubedispatch/kubedispatch/api/v1alpha1"
+	"github.com/kubedispatch/kubedispatch/e2e/cluster"
 	"github.com/kubedispatch/kubedispatch/e2e/framework"
 	"github.com/kubedispatch/kubedispatch/e2e/worker"
 	"github.com/kubedispatch/kubedispatch/jobtemplate"
@@ -52,8 +56,10 @@ func TestKEDADocsTableEndToEnd(t *testing.T) {
 			}
 		}
 	}
+	plugin := buildPlugin(t)
 	f.StartDispatcher()
 	ticksBefore := map[string]float64{}
+	wouldCreate := map[string]int64{}
 	// Wait until each paused ScaledJob has been seen (a paused tick creates nothing), then unpause them all.
 	for _, name := range names {
 		f.Eventually("paused tick of "+name, 2*time.Minute, func() (bool, error) {
@@ -65,6 +71,9 @@ func TestKEDADocsTableEndToEnd(t *testing.T) {
 			t.Fatalf("%s: %d Jobs while paused", name, n)
 		}
 		ticksBefore[name] = f.Ticks(name)
+		// kubectl dispatch explain on the paused ScaledJob: what it would create is what the dispatcher creates
+		// once unpaused (checked below).
+		wouldCreate[name] = explainWouldCreate(t, plugin, f, name)
 		f.UpdateScaledJob(name, func(sj *v1alpha1.ScaledJob) { delete(sj.Annotations, v1alpha1.AnnotationPaused) })
 	}
 	for row, tc := range rows {
@@ -84,11 +93,50 @@ func TestKEDADocsTableEndToEnd(t *testing.T) {
 			if int(created) != tc.want {
 				t.Errorf("jobs created = %v, want %d (last reason: %s)", created, tc.want, sj.Status.LastDecision.Reason)
 			}
+			if wouldCreate[name] != int64(created) {
+				t.Errorf("kubectl dispatch explain said %d Jobs would be created, the dispatcher created %v", wouldCreate[name], created)
+			}
 			if got := len(f.JobsOf(name)); got != tc.running+tc.want {
 				t.Errorf("jobs in the cluster = %d, want %d running before + %d created", got, tc.running, tc.want)
 			}
 		})
 	}
+}
+
+// buildPlugin builds kubectl-dispatch from the working tree.
+func buildPlugin(t *testing.T) string {
+	t.Helper()
+	root, err := cluster.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "kubectl-dispatch")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/kubectl-dispatch")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building kubectl-dispatch: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// explainWouldCreate runs kubectl dispatch explain -o json on the ScaledJob and returns its wouldCreate.
+func explainWouldCreate(t *testing.T, plugin string, f *framework.F, name string) int64 {
+	t.Helper()
+	cmd := exec.Command(plugin, "explain", name, "-n", f.Namespace, "-o", "json", "--kubeconfig", framework.Cluster().Kubeconfig)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("kubectl dispatch explain %s: %v\n%s", name, err, out)
+	}
+	var e struct {
+		WouldCreate int64    `json:"wouldCreate"`
+		Create      int64    `json:"create"`
+		Blockers    []string `json:"blockers"`
+	}
+	if err := json.Unmarshal(out, &e); err != nil {
+		t.Fatalf("kubectl dispatch explain %s -o json: %v\n%s", name, err, out)
+	}
+	t.Logf("kubectl dispatch explain %s: would create %d, create %d, blockers %q", name, e.WouldCreate, e.Create, e.Blockers)
+	return e.WouldCreate
 }
 
 func rowOf(names map[string]string, name string) string {

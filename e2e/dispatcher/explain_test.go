@@ -1,0 +1,63 @@
+package dispatcher
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/kubedispatch/kubedispatch/api/v1alpha1"
+	"github.com/kubedispatch/kubedispatch/e2e/framework"
+)
+
+// kubectl dispatch explain on a paused ScaledJob, an invalid one and one whose trigger fails (with a
+// minReplicaCount baseline): the figure it prints is what the dispatcher then does. The paused and the failing one
+// are explained while paused and unpaused afterwards; the invalid one is explained as it is.
+func TestExplainMatchesDispatcher(t *testing.T) {
+	f := framework.New(t)
+	plugin := buildPlugin(t)
+	url := f.CreateQueue("explain", nil)
+	f.SendMessages(url, 4, "m")
+	framework.NewScaledJob(f, "stays-paused").SQS(url, 1).Max(10).RunFor("10m").Paused().Create()
+	bad := framework.NewScaledJob(f, "invalid").SQS(url, 1).Max(10).RunFor("10m")
+	bad.ScaledJob.Spec.Triggers[0].Metadata["queueLength"] = "not-a-number"
+	bad.Create()
+	framework.NewScaledJob(f, "failing").SQS(url+"-does-not-exist", 1).Min(2).Max(10).Poll(600).RunFor("10m").Paused().Create()
+	f.StartDispatcher()
+
+	f.WaitReady("invalid", "False", "queueLength")
+	for _, name := range []string{"stays-paused", "failing"} {
+		f.Eventually("paused tick of "+name, 2*time.Minute, func() (bool, error) {
+			sj := f.ScaledJob(name)
+			c := framework.Condition(sj, v1alpha1.ConditionPaused)
+			return c != nil && c.Status == "True" && sj.Status.LastDecision != nil && len(sj.Status.Triggers) > 0, nil
+		})
+	}
+	explained := map[string]int64{}
+	for _, name := range []string{"stays-paused", "invalid", "failing"} {
+		explained[name] = explainWouldCreate(t, plugin, f, name)
+	}
+	if explained["stays-paused"] != 4 {
+		t.Errorf("stays-paused: explain would create %d, want 4 (backlog 4, target 1), blocked by the pause", explained["stays-paused"])
+	}
+	if explained["invalid"] != 0 {
+		t.Errorf("invalid: explain would create %d, want 0", explained["invalid"])
+	}
+
+	ticks := f.Ticks("failing")
+	f.UpdateScaledJob("failing", func(sj *v1alpha1.ScaledJob) { delete(sj.Annotations, v1alpha1.AnnotationPaused) })
+	f.Eventually(fmt.Sprintf("failing: the %d Jobs explain predicted", explained["failing"]), 2*time.Minute, func() (bool, error) {
+		n := len(f.JobsOf("failing"))
+		return int64(n) == explained["failing"] && f.Ticks("failing") > ticks, fmt.Errorf("%d Jobs", n)
+	})
+	if explained["failing"] != 2 {
+		t.Errorf("failing: explain would create %d, want the minReplicaCount baseline 2", explained["failing"])
+	}
+	// Two more ticks of the paused one (the invalid one does not tick, the failing one polls every 600 s): still
+	// exactly what explain said for each.
+	f.WaitDecisionAfter("stays-paused", time.Now().Add(time.Second))
+	for name, want := range map[string]int{"stays-paused": 0, "invalid": 0, "failing": int(explained["failing"])} {
+		if n := len(f.JobsOf(name)); n != want {
+			t.Errorf("%s: %d Jobs, want %d", name, n, want)
+		}
+	}
+}
