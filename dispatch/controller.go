@@ -581,6 +581,31 @@ func jobNameOf(p *corev1.Pod) string {
 	return ""
 }
 
+// CurrentOutcomes are the finished Jobs among jobs (the ScaledJob's own) of sj's current generation, as the
+// failing-Jobs back-off takes them: only the current template's outcomes count, so an edit that fixes the template
+// ends the back-off at once.
+func CurrentOutcomes(sj *v1alpha1.ScaledJob, jobs []batchv1.Job) []JobOutcome {
+	generation := strconv.FormatInt(sj.Generation, 10)
+	var out []JobOutcome
+	for i := range jobs {
+		if jobs[i].Annotations[v1alpha1.AnnotationGeneration] != generation {
+			continue
+		}
+		for _, c := range jobs[i].Status.Conditions {
+			if c.Status != corev1.ConditionTrue {
+				continue
+			}
+			switch c.Type {
+			case batchv1.JobComplete:
+				out = append(out, JobOutcome{At: c.LastTransitionTime.Time})
+			case batchv1.JobFailed:
+				out = append(out, JobOutcome{At: c.LastTransitionTime.Time, Failed: true, Reason: c.Reason + ": " + c.Message})
+			}
+		}
+	}
+	return out
+}
+
 // keyOf is the key of a ScaledJob in the per-ScaledJob stores.
 func keyOf(sj *v1alpha1.ScaledJob) string { return sj.Namespace + "/" + sj.Name }
 
@@ -619,12 +644,8 @@ func (r *Reconciler) observeJobs(ctx context.Context, sj *v1alpha1.ScaledJob) ob
 	}
 	obs.running, obs.pending = Count(obs.jobs, podsByJob, sj.Spec.ScalingStrategy.PendingPodConditions)
 	seen := make(map[string]bool, len(obs.jobs))
-	generation := strconv.FormatInt(sj.Generation, 10)
 	for i := range obs.jobs {
 		seen[obs.jobs[i].Name] = true
-		// Only the current template's outcomes drive the failing-Jobs back-off: an edit that fixes it ends the
-		// back-off at once.
-		current := obs.jobs[i].Annotations[v1alpha1.AnnotationGeneration] == generation
 		for _, c := range obs.jobs[i].Status.Conditions {
 			if c.Status != corev1.ConditionTrue {
 				continue
@@ -632,17 +653,12 @@ func (r *Reconciler) observeJobs(ctx context.Context, sj *v1alpha1.ScaledJob) ob
 			switch c.Type {
 			case batchv1.JobComplete:
 				obs.succeeded++
-				if current {
-					obs.outcomes = append(obs.outcomes, JobOutcome{At: c.LastTransitionTime.Time})
-				}
 			case batchv1.JobFailed:
 				obs.failed++
-				if current {
-					obs.outcomes = append(obs.outcomes, JobOutcome{At: c.LastTransitionTime.Time, Failed: true, Reason: c.Reason + ": " + c.Message})
-				}
 			}
 		}
 	}
+	obs.outcomes = CurrentOutcomes(sj, obs.jobs)
 	// Jobs we created that the cache does not show yet are running and pending: they exist, nothing runs them yet.
 	obs.unseen = int64(len(r.expectations.unseen(keyOf(sj), seen, r.Clock.Now())))
 	obs.running += obs.unseen

@@ -278,29 +278,16 @@ func countJobs(sj *v1alpha1.ScaledJob, jobs []batchv1.Job, pods []corev1.Pod) (J
 	return c, out
 }
 
-// outcomes are the finished Jobs of sj's current generation, as the dispatcher feeds them to the failing-Jobs
-// back-off: an edit of the spec ends the back-off.
+// outcomes are the finished Jobs of sj's current generation that sj controls, as the dispatcher feeds them to the
+// failing-Jobs back-off (dispatch.CurrentOutcomes).
 func outcomes(sj *v1alpha1.ScaledJob, jobs []batchv1.Job) []dispatch.JobOutcome {
-	generation := strconv.FormatInt(sj.Generation, 10)
-	var out []dispatch.JobOutcome
+	owned := make([]batchv1.Job, 0, len(jobs))
 	for i := range jobs {
-		j := &jobs[i]
-		if !controlledBy(j, sj) || j.Annotations[v1alpha1.AnnotationGeneration] != generation {
-			continue
-		}
-		for _, c := range j.Status.Conditions {
-			if c.Status != corev1.ConditionTrue {
-				continue
-			}
-			switch c.Type {
-			case batchv1.JobComplete:
-				out = append(out, dispatch.JobOutcome{At: c.LastTransitionTime.Time})
-			case batchv1.JobFailed:
-				out = append(out, dispatch.JobOutcome{At: c.LastTransitionTime.Time, Failed: true, Reason: c.Reason + ": " + c.Message})
-			}
+		if controlledBy(&jobs[i], sj) {
+			owned = append(owned, jobs[i])
 		}
 	}
-	return out
+	return dispatch.CurrentOutcomes(sj, owned)
 }
 
 // whyPending describes the pods behind dispatch.IsPending's answer.
