@@ -340,8 +340,9 @@ func (c *connCounter) count() int {
 // Ready=False naming the field and the flag; with a namespace TriggerAuthentication's key the same kind of endpoint
 // works (the fake Cloud Monitoring serves plain gRPC, so with monitoringInsecure: the key is read and checked, not
 // sent; sources/pubsub/endpoints_test.go checks the rule for a namespace key that is sent). endpointSuffix
-// (azure-servicebus, cloud Private): it only exists with the dispatcher's workload identity, so it is refused naming --allowed-endpoints for a host outside the list and
-// --allow-ambient-credentials-on-custom-endpoints for one inside.
+// (azure-servicebus, cloud Private): it only exists with the dispatcher's workload identity, so it is refused
+// naming --allowed-endpoints for a host outside the list and --allow-ambient-credentials-on-custom-endpoints for
+// one inside.
 func TestSecurityMonitoringEndpointAndEndpointSuffix(t *testing.T) {
 	f := framework.New(t)
 	book := newBacklogBook()
