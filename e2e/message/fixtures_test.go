@@ -37,20 +37,44 @@ func messageSJ(f *framework.F, name, queueURL string, rec *framework.SQSRecorder
 // requireCompleteBeforeDelete makes rec check, before each DeleteMessage reaches moto, that the message's Job
 // has completed (read from the API server).
 func requireCompleteBeforeDelete(f *framework.F, rec *framework.SQSRecorder, queueURL string) {
-	rec.BeforeDelete = func(id string) error {
-		var list batchv1.JobList
-		key := jobtemplate.MessageKey(queueURL, id)
-		if err := f.Client.List(f.Ctx, &list, client.InNamespace(f.Namespace), client.MatchingLabels{v1alpha1.LabelMessage: key}); err != nil {
-			return fmt.Errorf("listing its Jobs: %w", err)
-		}
-		for i := range list.Items {
-			for _, c := range list.Items[i].Status.Conditions {
-				if c.Type == batchv1.JobComplete && c.Status == "True" {
-					return nil
-				}
+	rec.BeforeDelete = func(id string) error { return jobComplete(f, queueURL, id) }
+}
+
+// jobComplete reports, from the API server, whether one of the Jobs of message id of queue is Complete.
+func jobComplete(f *framework.F, queue, id string) error {
+	var list batchv1.JobList
+	key := jobtemplate.MessageKey(queue, id)
+	if err := f.Client.List(f.Ctx, &list, client.InNamespace(f.Namespace), client.MatchingLabels{v1alpha1.LabelMessage: key}); err != nil {
+		return fmt.Errorf("listing its Jobs: %w", err)
+	}
+	for i := range list.Items {
+		for _, c := range list.Items[i].Status.Conditions {
+			if c.Type == batchv1.JobComplete && c.Status == "True" {
+				return nil
 			}
 		}
-		return fmt.Errorf("none of its %d Jobs is Complete", len(list.Items))
+	}
+	return fmt.Errorf("none of its %d Jobs is Complete", len(list.Items))
+}
+
+// recordPubSubAcks starts a dispatcher that reaches the Pub/Sub emulator through a recorder checking, at each
+// Acknowledge, that the message's Job is Complete.
+func recordPubSubAcks(f *framework.F) (*framework.PubSubRecorder, *framework.Dispatcher) {
+	rec := f.RecordPubSub()
+	rec.BeforeAck = func(sub, id string) error { return jobComplete(f, sub, id) }
+	return rec, f.StartDispatcherWithEnv(map[string]string{"PUBSUB_EMULATOR_HOST": rec.Host})
+}
+
+// requireAckedAfterComplete checks that the recorder saw at least n messages acknowledged, each after its Job
+// completed.
+func requireAckedAfterComplete(t *testing.T, rec *framework.PubSubRecorder, n int) {
+	t.Helper()
+	acked, violations := rec.Acked()
+	for _, v := range violations {
+		t.Error(v)
+	}
+	if acked < n {
+		t.Errorf("%d messages acknowledged through the recorder, want at least %d", acked, n)
 	}
 }
 

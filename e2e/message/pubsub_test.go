@@ -131,7 +131,7 @@ func TestPubSubOneJobPerMessage(t *testing.T) {
 	f := framework.New(t)
 	sub := newPSSub(f, "msg", 10)
 	pubsubSJ(f, "ps", sub.name, 10).RunFor("2s").Create()
-	f.StartDispatcher()
+	rec, _ := recordPubSubAcks(f)
 	sampler := sampleCap(f, "ps")
 	ids := sub.publish(n(100))
 	waitAcked(f, "ps", 100, 5*time.Minute)
@@ -139,6 +139,7 @@ func TestPubSubOneJobPerMessage(t *testing.T) {
 		t.Errorf("%d unfinished Jobs at once, maxReplicaCount is 10", got)
 	}
 	requireOneCompleteJobEach(t, f, "ps", ids)
+	requireAckedAfterComplete(t, rec, 100)
 	if left := sub.pullAll(); len(left) != 0 {
 		t.Errorf("%d messages still deliverable on the subscription", len(left))
 	}
@@ -151,7 +152,7 @@ func TestPubSubLeasesAndKill9(t *testing.T) {
 	f := framework.New(t)
 	sub := newPSSub(f, "kill", 10)
 	pubsubSJ(f, "crashy", sub.name, 10).RunFor("30s").Create()
-	d := f.StartDispatcher()
+	rec, d := recordPubSubAcks(f)
 	ids := sub.publish(n(30))
 	for i := range 3 {
 		want := int64((i + 1) * 5)
@@ -160,7 +161,7 @@ func TestPubSubLeasesAndKill9(t *testing.T) {
 			return m != nil && m.Acked >= want, nil
 		})
 		d.Stop(syscall.SIGKILL)
-		d = f.StartDispatcher()
+		d = f.StartDispatcherWithEnv(map[string]string{"PUBSUB_EMULATOR_HOST": rec.Host})
 	}
 	// status.messages counts what each process acked since it last wrote status, and a kill between an ack and
 	// its annotation leaves the Job unmarked: wait on every message's Job being Complete with nothing held.
@@ -180,6 +181,7 @@ func TestPubSubLeasesAndKill9(t *testing.T) {
 			t.Errorf("message %s has %d Jobs, want 1", id, n)
 		}
 	}
+	requireAckedAfterComplete(t, rec, 30)
 	if left := sub.pullAll(); len(left) != 0 {
 		t.Errorf("%d messages still deliverable on the subscription", len(left))
 	}
