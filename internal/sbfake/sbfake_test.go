@@ -14,6 +14,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
 	"github.com/Azure/go-amqp"
 	"github.com/google/go-cmp/cmp"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/kubedispatch/kubedispatch/internal/sbfake"
 )
@@ -98,20 +99,16 @@ func receiveNone(t *testing.T, r *azservicebus.Receiver, d time.Duration) {
 // waitStats polls the entity's counters until ok accepts them.
 func waitStats(t *testing.T, f *sbfake.Fake, entity string, what string, ok func(sbfake.Stats) bool) sbfake.Stats {
 	t.Helper()
-	deadline := time.Now().Add(opTimeout)
-	for {
-		s, err := f.Control.Stats(entity)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if ok(s) {
-			return s
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waiting for %s on %s: stats still %+v", what, entity, s)
-		}
-		time.Sleep(20 * time.Millisecond)
+	var s sbfake.Stats
+	err := wait.PollUntilContextTimeout(t.Context(), 20*time.Millisecond, opTimeout, true, func(context.Context) (bool, error) {
+		var err error
+		s, err = f.Control.Stats(entity)
+		return err == nil && ok(s), err
+	})
+	if err != nil {
+		t.Fatalf("waiting for %s on %s: %v (stats %+v)", what, entity, err, s)
 	}
+	return s
 }
 
 func stats(t *testing.T, f *sbfake.Fake, entity string) sbfake.Stats {

@@ -153,12 +153,17 @@ func TestReceiverOnFake(t *testing.T) {
 		q.send("held", "dropped")
 		r := q.receiver(fakeKey)
 		msgs := receiveN(t, r, 2)
+		// Renew every 300 ms (the cadence under test) until three lock durations have passed.
 		start := time.Now()
-		for time.Since(start) < 3*time.Second {
+		renew := time.NewTicker(300 * time.Millisecond)
+		defer renew.Stop()
+		for range renew.C {
 			if _, err := r.Extend(t.Context(), &msgs[0], time.Now()); err != nil {
 				t.Fatalf("Extend after %v: %v", time.Since(start), err)
 			}
-			time.Sleep(300 * time.Millisecond) // the renewal cadence under test, not a wait for a condition
+			if time.Since(start) >= 3*time.Second {
+				break
+			}
 		}
 		if _, err := r.Extend(t.Context(), &msgs[1], time.Now()); !errors.Is(err, sources.ErrLeaseLost) {
 			t.Errorf("Extend of the message not renewed for 3s: error = %v, want ErrLeaseLost", err)

@@ -29,6 +29,8 @@ type fakeAPI struct {
 	settleEr map[string]error
 	dead     []azservicebus.DeadLetterOptions
 	closed   int
+	// notify, when set, receives every call as it is recorded.
+	notify chan string
 }
 
 func (f *fakeAPI) ReceiveMessages(ctx context.Context, n int, _ *azservicebus.ReceiveMessagesOptions) ([]*azservicebus.ReceivedMessage, error) {
@@ -53,7 +55,11 @@ func (f *fakeAPI) ReceiveMessages(ctx context.Context, n int, _ *azservicebus.Re
 func (f *fakeAPI) op(op string, msg *azservicebus.ReceivedMessage) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.calls = append(f.calls, op+" "+hex.EncodeToString(msg.LockToken[:]))
+	call := op + " " + hex.EncodeToString(msg.LockToken[:])
+	f.calls = append(f.calls, call)
+	if f.notify != nil {
+		f.notify <- call
+	}
 	return f.settleEr[op]
 }
 
@@ -330,7 +336,8 @@ func TestSettle(t *testing.T) {
 
 // A delayed release keeps the lock for the delay, then abandons; Close abandons the waiting ones at once.
 func TestDelayedRelease(t *testing.T) {
-	api := &fakeAPI{batches: [][]*azservicebus.ReceivedMessage{{received(1, time.Minute), received(2, time.Minute)}}}
+	api := &fakeAPI{batches: [][]*azservicebus.ReceivedMessage{{received(1, time.Minute), received(2, time.Minute)}},
+		notify: make(chan string, 100)}
 	r := newTestReceiver(t, api)
 	msgs, err := r.Receive(t.Context(), 2, time.Second, testNow)
 	if err != nil || len(msgs) != 2 {
@@ -342,7 +349,7 @@ func TestDelayedRelease(t *testing.T) {
 	if err := r.Release(t.Context(), &msgs[1], time.Hour); err != nil {
 		t.Fatalf("Release: %v", err)
 	}
-	waitFor(t, "message 1 abandoned after its delay", func() bool { return api.has("abandon " + tokenHex(1)) })
+	waitForCall(t, api, "abandon "+tokenHex(1))
 	if api.has("abandon " + tokenHex(2)) {
 		t.Fatal("message 2 abandoned before its delay of an hour")
 	}
@@ -354,26 +361,19 @@ func TestDelayedRelease(t *testing.T) {
 	}
 }
 
-func (f *fakeAPI) has(call string) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, c := range f.calls {
-		if c == call {
-			return true
-		}
-	}
-	return false
-}
-
-// waitFor polls cond for up to 10 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
+// waitForCall waits up to 10 s for the fake to be called with call.
+func waitForCall(t *testing.T, api *fakeAPI, call string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case got := <-api.notify:
+			if got == call {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("timed out waiting for the call %q", call)
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -494,4 +494,15 @@ func TestTrackedIsBounded(t *testing.T) {
 	if _, ok := r.tracked[fmt.Sprintf("%032x", 0)]; ok {
 		t.Error("the oldest message is still tracked")
 	}
+}
+
+func (f *fakeAPI) has(call string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, c := range f.calls {
+		if c == call {
+			return true
+		}
+	}
+	return false
 }

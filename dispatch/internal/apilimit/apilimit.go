@@ -1,5 +1,3 @@
-// Package apilimit keeps the text the dispatcher writes into events and status within what the API server
-// accepts: one truncation rule, used for every event note and condition message.
 package apilimit
 
 import (
