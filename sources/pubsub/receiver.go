@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	vkit "cloud.google.com/go/pubsub/v2/apiv1"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
@@ -479,7 +478,7 @@ func deadLetterAttributes(original map[string]string, reason string, details map
 		if _, ok := out[name]; ok {
 			return
 		}
-		out[name] = truncateUTF8(value, maxAttributeValueBytes)
+		out[name] = sources.TruncateUTF8(value, maxAttributeValueBytes)
 	}
 	add(ReasonAttribute, reason) // MaxReasonBytes is the value limit
 	for _, k := range slices.Sorted(maps.Keys(details)) {
@@ -489,17 +488,6 @@ func deadLetterAttributes(original map[string]string, reason string, details map
 		add(k, original[k])
 	}
 	return out
-}
-
-// truncateUTF8 cuts s to at most n bytes without splitting a UTF-8 character.
-func truncateUTF8(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
 }
 
 // Close closes the Pub/Sub clients, if any were created; it is safe to call more than once. Later calls fail.

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
 	"github.com/Azure/go-amqp"
@@ -389,7 +388,7 @@ func (r *Receiver) abandon(ctx context.Context, m *sources.Message) error {
 // DeadLetter moves m to the entity's dead-letter sub-queue with reason as DeadLetterReason (and as the application
 // property kubedispatch-reason) and details as application properties.
 func (r *Receiver) DeadLetter(ctx context.Context, m *sources.Message, reason string, details map[string]string) error {
-	reason = truncateUTF8(reason, MaxReasonBytes)
+	reason = sources.TruncateUTF8(reason, MaxReasonBytes)
 	props := make(map[string]any, len(details)+1)
 	for _, k := range slices.Sorted(maps.Keys(details)) {
 		if details[k] != "" {
@@ -397,7 +396,7 @@ func (r *Receiver) DeadLetter(ctx context.Context, m *sources.Message, reason st
 		}
 	}
 	props[ReasonProperty] = reason
-	description := truncateUTF8(deadLetterDescription(details), MaxReasonBytes)
+	description := sources.TruncateUTF8(deadLetterDescription(details), MaxReasonBytes)
 	return r.settle(ctx, m, "dead-lettering", func(rm *azservicebus.ReceivedMessage) error {
 		return r.api.DeadLetterMessage(ctx, rm, &azservicebus.DeadLetterOptions{
 			Reason: &reason, ErrorDescription: &description, PropertiesToModify: props,
@@ -594,15 +593,4 @@ func errorKind(err error) error {
 		}
 	}
 	return nil
-}
-
-// truncateUTF8 cuts s to at most n bytes at a character boundary.
-func truncateUTF8(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
 }

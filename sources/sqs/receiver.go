@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -420,7 +419,7 @@ func deadLetterAttributes(original, dataTypes map[string]string, reason string, 
 		}
 		out[name] = types.MessageAttributeValue{DataType: aws.String(dataType), StringValue: aws.String(value)}
 	}
-	add(ReasonAttribute, "String", truncateUTF8(reason, MaxReasonBytes))
+	add(ReasonAttribute, "String", sources.TruncateUTF8(reason, MaxReasonBytes))
 	for _, k := range slices.Sorted(maps.Keys(details)) {
 		add(k, "String", details[k])
 	}
@@ -432,17 +431,6 @@ func deadLetterAttributes(original, dataTypes map[string]string, reason string, 
 		add(k, dataType, original[k])
 	}
 	return out
-}
-
-// truncateUTF8 cuts s to at most n bytes without splitting a UTF-8 character.
-func truncateUTF8(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
 }
 
 // Close releases nothing (the SDK client holds no resources that need closing); it is safe to call more than once.
