@@ -24,7 +24,7 @@ import (
 // creates for this tick: the Jobs already in flight finish, the rest wait for the retry with back-off. A cancelled
 // context (the ScaledJob was deleted, the process is stopping) stops it too. It returns how many were created and
 // the joined errors; memory does not grow with n beyond the in-flight creates.
-func (r *Reconciler) createJobs(ctx context.Context, sj *v1alpha1.ScaledJob, n int64) (int64, error) {
+func (r *Reconciler) createJobs(ctx context.Context, sj *v1alpha1.ScaledJob, n int64, annotations map[string]string) (int64, error) {
 	if n <= 0 {
 		return 0, nil
 	}
@@ -59,7 +59,7 @@ launch:
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			name, err := r.createOne(ctx, sj)
+			name, err := r.createOne(ctx, sj, annotations)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -96,7 +96,7 @@ launch:
 // retries with a new name; a collision with our own token (the API server applied a create it answered with an
 // error, and client-go retried) is our Job, adopted. An ambiguous failure (a server error or a timeout) is checked
 // by reading the name back, so a Job the API server did make is never made again.
-func (r *Reconciler) createOne(ctx context.Context, sj *v1alpha1.ScaledJob) (string, error) {
+func (r *Reconciler) createOne(ctx context.Context, sj *v1alpha1.ScaledJob, annotations map[string]string) (string, error) {
 	var lastErr error
 	for range 3 {
 		job, err := jobtemplate.Build(sj, jobtemplate.JobName(sj, r.NameSuffix))
@@ -104,6 +104,9 @@ func (r *Reconciler) createOne(ctx context.Context, sj *v1alpha1.ScaledJob) (str
 			return "", err
 		}
 		token := jobtemplate.RandomSuffix() + jobtemplate.RandomSuffix()
+		for k, v := range annotations {
+			job.Annotations[k] = v
+		}
 		job.Annotations[v1alpha1.AnnotationCreateToken] = token
 		err = r.Client.Create(ctx, job, client.FieldOwner(v1alpha1.FieldManager))
 		if err == nil {

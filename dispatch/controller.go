@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/kubedispatch/kubedispatch/api/v1alpha1"
+	"github.com/kubedispatch/kubedispatch/dispatch/capacity"
 	"github.com/kubedispatch/kubedispatch/dispatch/internal/apilimit"
 	"github.com/kubedispatch/kubedispatch/dispatch/message"
 	"github.com/kubedispatch/kubedispatch/jobtemplate"
@@ -83,6 +84,7 @@ type Reconciler struct {
 
 	once         sync.Once
 	due          sync.Map // ScaledJob key -> time.Time its next poll is due
+	runs         sync.Map // ScaledJob key -> runsMemo of its runsPerWindow occurrence
 	expectations *expectations
 	sourceCache  *sourceCache
 	pollers      *Pollers
@@ -98,7 +100,7 @@ func (r *Reconciler) init() {
 		r.pollers = newPollers(r, r.TriggerConcurrency, r.SecretRefresh)
 		r.messages = message.NewLoops(message.Config{Client: r.Client, APIReader: r.APIReader, Clock: r.Clock,
 			Recorder: r.recorder, Metrics: r.MessageMetrics, NewReceiver: r.newReceiver, Wake: r.pollers.wake,
-			Log: ctrl.Log.WithName("message"), SecretRefresh: r.pollers.SecretRefresh,
+			Log: ctrl.Log.WithName("message"), SecretRefresh: r.pollers.SecretRefresh, MaxReplicas: windowMaxReplicas,
 			OnJobCreated: func(namespace, name string) { r.Metrics.JobsCreated.WithLabelValues(namespace, name).Inc() }})
 		if r.CreateWorkers <= 0 {
 			r.CreateWorkers = 32
@@ -191,6 +193,9 @@ type observation struct {
 	failing              []string // triggers whose reading failed this tick (their names)
 	invalid              error    // permanent configuration error of a trigger or its authentication
 	listed               int      // Jobs carrying the ScaledJob's label, owned or not
+	podsByJob            map[string][]corev1.Pod
+	// occurrences holds, by index into readings, the window occurrence of a runsPerWindow cron trigger.
+	occurrences map[int]*sources.Occurrence
 }
 
 // Reconcile runs one tick for a ScaledJob.
@@ -219,7 +224,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	status.ObservedGeneration = sj.Generation
 
 	// A spec that fails validation never creates or deletes anything; it waits for an edit.
-	if errs := sj.Validate(); len(errs) > 0 {
+	windows, errs := validate(&sj)
+	if len(errs) > 0 {
 		msg := errs.ToAggregate().Error()
 		r.messages.Stop(keyOf(&sj)) // no message is received while the spec is invalid
 		r.Metrics.ScaledJobInvalid.WithLabelValues(sj.Namespace, sj.Name).Set(1)
@@ -238,9 +244,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	paused := v1alpha1.IsPaused(&sj)
 	r.Metrics.Paused.WithLabelValues(sj.Namespace, sj.Name).Set(boolFloat(paused))
 	r.notePause(ctx, &sj, status, paused)
+	ev := capacity.Evaluate(windows, sj.Spec.MinReplicaCount, sj.Spec.MaxReplicaCount, start)
 	if sj.Spec.IsMessageMode() {
 		r.Metrics.ScaledJobInvalid.WithLabelValues(sj.Namespace, sj.Name).Set(0)
-		return r.reconcileMessage(ctx, &sj, status, paused)
+		return r.reconcileMessage(ctx, &sj, status, paused, windows, ev)
 	}
 	r.messages.Stop(keyOf(&sj)) // switched back to count mode
 	status.Messages = nil
@@ -264,15 +271,23 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		r.Metrics.Jobs.WithLabelValues(sj.Namespace, sj.Name, "active").Set(float64(obs.running))
 		r.Metrics.Jobs.WithLabelValues(sj.Namespace, sj.Name, "pending").Set(float64(obs.pending))
 	}
-	r.Metrics.MaxReplicas.WithLabelValues(sj.Namespace, sj.Name).Set(float64(sj.Spec.MaxReplicas()))
 	r.Metrics.startCounters(sj.Namespace, sj.Name)
 	if len(obs.statuses) > 0 {
 		status.Triggers = obs.statuses
 	}
+	// The capacity windows: the limits that apply now, and at a terminating close the Jobs above them go (never
+	// for a ScaledJob whose triggers are misconfigured, nor on a partial Job list).
+	var actErr error
+	closed, terminate := r.noteCapacity(ctx, &sj, status, windows, ev)
+	if terminate && obs.invalid == nil && obs.jobs != nil {
+		if err := r.terminateExcess(ctx, &sj, obs, int64(ev.MaxValue()), closed); err != nil {
+			actErr = err
+			status.Capacity.OpenWindows = sj.Status.Capacity.OpenWindows // retried at the next tick
+		}
+	}
 
 	// 2. Decide, only on a complete observation and when not paused.
 	var decision Decision
-	var actErr error
 	moreWanted := false
 	var retryAt time.Time // the failing-Jobs back-off's next probe
 	switch {
@@ -298,7 +313,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		r.setCondition(&sj, status, v1alpha1.ConditionActive, metav1.ConditionUnknown, ReasonJobListError, "activity is unknown until the Jobs can be counted")
 	default:
 		r.Metrics.ScaledJobInvalid.WithLabelValues(sj.Namespace, sj.Name).Set(0)
-		decision = Decide(r.inputs(&sj, obs))
+		runAnnotations := r.applyRuns(ctx, &sj, status, &obs)
+		decision = Decide(r.inputs(&sj, obs, ev.Limits))
+		if wr := ev.Reason(windows); wr != "" {
+			decision.Reason = wr + "; " + decision.Reason
+		}
 		bo := FailingJobsBackoff(BackoffInputs{Outcomes: obs.outcomes, Now: r.Clock.Now(),
 			Unfinished: obs.running})
 		r.Metrics.FailingBackoff.WithLabelValues(sj.Namespace, sj.Name).Set(boolFloat(bo.Active))
@@ -326,8 +345,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 
 		// 3. Act: create the Jobs the decision asks for.
-		created, err := r.createJobs(ctx, &sj, decision.Create)
-		actErr = err
+		created, err := r.createJobs(ctx, &sj, decision.Create, runAnnotations)
+		r.countRuns(&sj, status, runAnnotations, created)
+		actErr = errors.Join(actErr, err)
 		if decision.Create > 0 {
 			status.LastDispatchTime = &now
 			status.Active += int32(created)
@@ -405,6 +425,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	// The poller wakes the ScaledJob after every reading; this requeue only catches a poller that is stuck (its
 	// reading then turns stale after 2 x pollingInterval and is reported).
 	safety := 2*poll + time.Second
+	if n := ev.Next; n != nil {
+		// Apply a window's opening or closing when it happens, not up to a poll later.
+		if wait := n.At.Sub(r.Clock.Now()) + 100*time.Millisecond; wait < safety {
+			safety = max(wait, 100*time.Millisecond)
+		}
+	}
 	if !retryAt.IsZero() {
 		if wait := retryAt.Sub(r.Clock.Now()); wait < safety {
 			return ctrl.Result{RequeueAfter: max(wait, 100*time.Millisecond)}, nil
@@ -490,6 +516,12 @@ func (r *Reconciler) readTriggers(sj *v1alpha1.ScaledJob, results []triggerResul
 		r.Metrics.TriggerBacklog.WithLabelValues(sj.Namespace, sj.Name, label, t.Type).Set(res.b.Value)
 		r.Metrics.TriggerActive.WithLabelValues(sj.Namespace, sj.Name, label, t.Type).Set(boolFloat(res.b.Active))
 		r.Metrics.TriggerErrors.WithLabelValues(sj.Namespace, sj.Name, label, t.Type).Add(0) // exported from 0, so rate() sees the first error
+		if res.b.Occurrence != nil {
+			if obs.occurrences == nil {
+				obs.occurrences = map[int]*sources.Occurrence{}
+			}
+			obs.occurrences[len(obs.readings)] = res.b.Occurrence
+		}
 		obs.readings = append(obs.readings, TriggerReading{Name: label, Backlog: res.b.Value, Target: res.b.Target, Active: res.b.Active})
 	}
 }
@@ -526,7 +558,7 @@ func previousTrigger(sj *v1alpha1.ScaledJob, name string) *v1alpha1.TriggerStatu
 }
 
 // inputs maps the spec and the observation onto the decision's named inputs.
-func (r *Reconciler) inputs(sj *v1alpha1.ScaledJob, obs observation) Inputs {
+func (r *Reconciler) inputs(sj *v1alpha1.ScaledJob, obs observation, limits capacity.Limits) Inputs {
 	ss := sj.Spec.ScalingStrategy
 	return Inputs{
 		Triggers:        obs.readings,
@@ -534,8 +566,8 @@ func (r *Reconciler) inputs(sj *v1alpha1.ScaledJob, obs observation) Inputs {
 		Calculation:     Calculation(sj.Spec.ScalersCalculation()),
 		Running:         obs.running + obs.finishedAfterReading,
 		Pending:         obs.pending,
-		MinReplicaCount: sj.Spec.MinReplicaCount,
-		MaxReplicaCount: sj.Spec.MaxReplicaCount,
+		MinReplicaCount: limits.Min,
+		MaxReplicaCount: limits.Max,
 		Settings: StrategySettings{
 			Strategy:                Strategy(sj.Spec.ScalingStrategyName()),
 			CustomDeduction:         ss.CustomScalingQueueLengthDeduction,
@@ -642,6 +674,7 @@ func (r *Reconciler) observeJobs(ctx context.Context, sj *v1alpha1.ScaledJob) ob
 			podsByJob[name] = append(podsByJob[name], p)
 		}
 	}
+	obs.podsByJob = podsByJob
 	obs.running, obs.pending = Count(obs.jobs, podsByJob, sj.Spec.ScalingStrategy.PendingPodConditions)
 	seen := make(map[string]bool, len(obs.jobs))
 	for i := range obs.jobs {

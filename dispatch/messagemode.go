@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/kubedispatch/kubedispatch/api/v1alpha1"
+	"github.com/kubedispatch/kubedispatch/dispatch/capacity"
 	"github.com/kubedispatch/kubedispatch/dispatch/internal/apilimit"
 	"github.com/kubedispatch/kubedispatch/dispatch/message"
 	"github.com/kubedispatch/kubedispatch/sources"
@@ -38,7 +40,8 @@ func (r *Reconciler) newReceiver(ctx context.Context, sj *v1alpha1.ScaledJob) (s
 
 // reconcileMessage is a message-mode tick: the message loop receives and settles on its own; the tick reports its
 // state in status, counts the Jobs and prunes history (only Jobs whose message is settled).
-func (r *Reconciler) reconcileMessage(ctx context.Context, sj *v1alpha1.ScaledJob, status *v1alpha1.ScaledJobStatus, paused bool) (ctrl.Result, error) {
+func (r *Reconciler) reconcileMessage(ctx context.Context, sj *v1alpha1.ScaledJob, status *v1alpha1.ScaledJobStatus, paused bool,
+	windows []capacity.Window, ev capacity.Evaluation) (ctrl.Result, error) {
 	key := keyOf(sj)
 	r.pollers.Stop(key) // a ScaledJob switched from count mode reads no backlog any more
 	if !r.messages.Ensure(sj) {
@@ -52,8 +55,19 @@ func (r *Reconciler) reconcileMessage(ctx context.Context, sj *v1alpha1.ScaledJo
 		r.Metrics.Jobs.WithLabelValues(sj.Namespace, sj.Name, "active").Set(float64(obs.running))
 		r.Metrics.Jobs.WithLabelValues(sj.Namespace, sj.Name, "pending").Set(float64(obs.pending))
 	}
-	r.Metrics.MaxReplicas.WithLabelValues(sj.Namespace, sj.Name).Set(float64(sj.Spec.MaxReplicas()))
 	r.Metrics.startCounters(sj.Namespace, sj.Name)
+	// The message loop holds at most the effective maxReplicaCount; at a terminating close the Jobs above it go
+	// and the loop hands their messages back at once.
+	var actErr error
+	closed, terminate := r.noteCapacity(ctx, sj, status, windows, ev)
+	if terminate && obs.jobs != nil {
+		if err := r.terminateExcess(ctx, sj, obs, int64(ev.MaxValue()), closed); err != nil {
+			actErr = err
+			status.Capacity.OpenWindows = sj.Status.Capacity.OpenWindows // retried at the next tick
+		} else {
+			r.messages.JobFinished(key)
+		}
+	}
 	ms := &v1alpha1.MessageStatus{Held: snap.Held, Acked: snap.Acked, Released: snap.Released, DeadLettered: snap.DeadLettered,
 		LeaseErrors: snap.LeaseErrors, LastDeadLetter: snap.LastDeadLetter}
 	if !snap.OldestHeld.IsZero() {
@@ -65,7 +79,10 @@ func (r *Reconciler) reconcileMessage(ctx context.Context, sj *v1alpha1.ScaledJo
 
 	ignored := "scalingStrategy and minReplicaCount do not apply in message mode"
 	reason := fmt.Sprintf("message mode: %d held (at most maxReplicaCount %d), %d acked, %d released, %d dead-lettered; %s",
-		snap.Held, sj.Spec.MaxReplicas(), snap.Acked, snap.Released, snap.DeadLettered, ignored)
+		snap.Held, ev.MaxValue(), snap.Acked, snap.Released, snap.DeadLettered, ignored)
+	if wr := ev.Reason(windows); wr != "" {
+		reason = wr + "; " + reason
+	}
 	if paused {
 		reason = "paused by annotation " + v1alpha1.AnnotationPaused + ": no new messages are received; held ones keep their lease; " + reason
 	}
@@ -90,9 +107,8 @@ func (r *Reconciler) reconcileMessage(ctx context.Context, sj *v1alpha1.ScaledJo
 	}
 	r.setCondition(sj, status, v1alpha1.ConditionActive, active, activeReason, fmt.Sprintf("%d messages held", snap.Held))
 
-	var actErr error
 	if obs.jobs != nil {
-		actErr = r.pruneHistory(ctx, sj, message.Prunable(obs.jobs, r.Clock.Now()))
+		actErr = errors.Join(actErr, r.pruneHistory(ctx, sj, message.Prunable(obs.jobs, r.Clock.Now())))
 	}
 	r.Metrics.Ticks.WithLabelValues(sj.Namespace, sj.Name).Inc()
 	if err := r.writeStatus(ctx, sj, status); err != nil {
@@ -104,5 +120,9 @@ func (r *Reconciler) reconcileMessage(ctx context.Context, sj *v1alpha1.ScaledJo
 	if actErr != nil {
 		logr.FromContextOrDiscard(ctx).V(1).Info("Pruning history failed; the next tick retries", "err", actErr)
 	}
-	return ctrl.Result{RequeueAfter: 30 * time.Second}, nil
+	requeue := 30 * time.Second
+	if n := ev.Next; n != nil {
+		requeue = min(requeue, max(n.At.Sub(r.Clock.Now())+100*time.Millisecond, 100*time.Millisecond))
+	}
+	return ctrl.Result{RequeueAfter: requeue}, nil
 }

@@ -1,6 +1,8 @@
 package dispatch
 
 import (
+	"time"
+
 	"fmt"
 	"math"
 	"strings"
@@ -199,7 +201,8 @@ func FuzzScaledJob(f *testing.F) {
 
 		if !math.IsNaN(backlog) {
 			var r Reconciler
-			d := Decide(r.inputs(sj, observation{readings: readings, running: running}))
+			_, ev := EffectiveCapacity(sj, time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC))
+			d := Decide(r.inputs(sj, observation{readings: readings, running: running}, ev.Limits))
 			if d.Create < 0 || d.Reason == "" {
 				t.Fatalf("Decide() = %+v, want Create >= 0 and a reason", d)
 			}

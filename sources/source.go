@@ -15,6 +15,23 @@ type Backlog struct {
 	Active bool
 	// SampledAt is when Value was measured. Live sources set it to the caller's now; metric-based sources may lag.
 	SampledAt time.Time
+	// Occurrence is set by a cron trigger with runsPerWindow: the window occurrence the reading is about. Value
+	// is then runsPerWindow, the Jobs the occurrence wants in total; the dispatcher subtracts those it has
+	// created for it already.
+	Occurrence *Occurrence
+}
+
+// Occurrence is one opening of a cron window: from Start to End.
+type Occurrence struct {
+	// Start is when the occurrence opened, End when it closes (or closed).
+	Start, End time.Time
+	// Open is true while now is inside the occurrence.
+	Open bool
+	// Runs is the number of Jobs the occurrence wants in total (runsPerWindow).
+	Runs int64
+	// StartingDeadline, when positive, is how long after Start the occurrence may still be served for the first
+	// time (after downtime); zero means only while it is open.
+	StartingDeadline time.Duration
 }
 
 // Source reads one trigger's backlog. Implementations must be safe for concurrent use.

@@ -69,6 +69,7 @@ const (
 //
 // +kubebuilder:validation:XValidation:rule="!has(self.minReplicaCount) || !has(self.maxReplicaCount) || self.minReplicaCount <= self.maxReplicaCount",message="minReplicaCount must not exceed maxReplicaCount",fieldPath=".minReplicaCount"
 // +kubebuilder:validation:XValidation:rule="!has(self.dispatch) || !has(self.dispatch.mode) || self.dispatch.mode != 'message' || (size(self.triggers) == 1 && self.triggers[0].type in ['aws-sqs-queue', 'gcp-pubsub', 'azure-servicebus'])",message="dispatch.mode message needs exactly one trigger, of type aws-sqs-queue, gcp-pubsub or azure-servicebus",fieldPath=".triggers"
+// +kubebuilder:validation:XValidation:rule="self.triggers.all(t, t.type == 'cron' || !has(t.metadata) || !('runsPerWindow' in t.metadata || 'startingDeadlineSeconds' in t.metadata))",message="runsPerWindow and startingDeadlineSeconds are keys of the cron trigger only",fieldPath=".triggers"
 type ScaledJobSpec struct {
 	// jobTargetRef is the spec of the Job to create, one Job per unit of work. It is copied unchanged into every
 	// Job, except that an empty template.spec.restartPolicy becomes OnFailure. The pod template gets the label
@@ -139,6 +140,16 @@ type ScaledJobSpec struct {
 	// +optional
 	// +kubebuilder:default={}
 	Dispatch *Dispatch `json:"dispatch,omitempty"`
+
+	// capacityWindows are time windows in which minReplicaCount and maxReplicaCount take the window's values
+	// (an ETL queue that may use 200 Jobs at night and 10 by day). Outside every window the spec's own values
+	// apply; with several windows open, the largest max and the largest min. Every trigger type and both dispatch
+	// modes follow the effective values. Window names must be unique.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:XValidation:rule="self.all(w, self.exists_one(u, u.name == w.name))",message="capacity window names must be unique"
+	CapacityWindows []CapacityWindow `json:"capacityWindows,omitempty"`
 
 	// envSourceContainerName names the container of jobTargetRef.template whose environment resolves trigger
 	// parameters ending in "FromEnv" and TriggerAuthentication env references. Defaults to the first container.
@@ -305,6 +316,20 @@ type ScaledJobStatus struct {
 	// +optional
 	Messages *MessageStatus `json:"messages,omitempty"`
 
+	// capacity is the capacity that applies now: the effective minReplicaCount and maxReplicaCount and the
+	// capacity window that set them.
+	// +optional
+	Capacity *CapacityStatus `json:"capacity,omitempty"`
+
+	// nextWindowChange is the next opening or closing of a capacity window.
+	// +optional
+	NextWindowChange *WindowChange `json:"nextWindowChange,omitempty"`
+
+	// windowRuns records, per runsPerWindow cron trigger, the window occurrence served last.
+	// +optional
+	// +listType=atomic
+	WindowRuns []WindowRun `json:"windowRuns,omitempty"`
+
 	// observedGeneration is the metadata.generation of the ScaledJob that this status describes.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
@@ -368,6 +393,8 @@ type Decision struct {
 // +kubebuilder:printcolumn:name="Mode",type=string,JSONPath=`.spec.dispatch.mode`
 // +kubebuilder:printcolumn:name="Min",type=integer,JSONPath=`.spec.minReplicaCount`
 // +kubebuilder:printcolumn:name="Max",type=integer,JSONPath=`.spec.maxReplicaCount`
+// +kubebuilder:printcolumn:name="Effective-Max",type=integer,JSONPath=`.status.capacity.maxReplicaCount`,priority=1
+// +kubebuilder:printcolumn:name="Window",type=string,JSONPath=`.status.capacity.maxFrom`,priority=1
 // +kubebuilder:printcolumn:name="Strategy",type=string,JSONPath=`.spec.scalingStrategy.strategy`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Active",type=string,JSONPath=`.status.conditions[?(@.type=="Active")].status`

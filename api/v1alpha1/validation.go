@@ -71,6 +71,8 @@ func validateSpec(s *ScaledJobSpec, p *field.Path) field.ErrorList {
 	}
 	errs = append(errs, validateScalingStrategy(&s.ScalingStrategy, p.Child("scalingStrategy"))...)
 	errs = append(errs, validateTriggers(s.Triggers, p.Child("triggers"))...)
+	errs = append(errs, validateWindowKeys(s, p.Child("triggers"))...)
+	errs = append(errs, validateCapacityWindows(s.CapacityWindows, p.Child("capacityWindows"))...)
 	errs = append(errs, validateDispatch(s, p)...)
 	return errs
 }

@@ -71,6 +71,9 @@ type Config struct {
 	SecretRefresh time.Duration
 	// OnJobCreated is called for each Job created (the dispatcher's Job metrics).
 	OnJobCreated func(namespace, scaledJob string)
+	// MaxReplicas is the effective maxReplicaCount of a ScaledJob at a time (its capacity windows); nil: the
+	// spec's maxReplicaCount.
+	MaxReplicas func(sj *v1alpha1.ScaledJob, now time.Time) int32
 }
 
 // Loops runs one message loop per message-mode ScaledJob, on the leader only (a manager Runnable).
@@ -440,7 +443,11 @@ func (l *loop) freeSlots(ctx context.Context, sj *v1alpha1.ScaledJob) (int, erro
 		heldJobs = append(heldJobs, h.job)
 	}
 	l.mu.Unlock()
-	return FreeSlots(sj.Spec.MaxReplicas(), unfinished, heldJobs), nil
+	maxReplicas := sj.Spec.MaxReplicas()
+	if l.cfg.MaxReplicas != nil {
+		maxReplicas = l.cfg.MaxReplicas(sj, l.cfg.Clock.Now())
+	}
+	return FreeSlots(maxReplicas, unfinished, heldJobs), nil
 }
 
 // hold records a received message as held; a redelivery of one held already only refreshes its receipt handle

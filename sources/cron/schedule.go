@@ -107,3 +107,66 @@ func MetricName(index int, tz, start, end string) string {
 func metricSpec(spec string) string {
 	return strings.NewReplacer("*", "x", "/", "Sl", "?", "Qm", ",", "Cm").Replace(strings.Join(strings.Fields(spec), ""))
 }
+
+// Occurrence is one opening of a window, from Start to End, both on the schedule's time zone.
+type Occurrence struct {
+	Start, End time.Time
+	// Open is true when the window is open at the time the occurrence was looked up.
+	Open bool
+}
+
+// Edges is a schedule evaluated by its boundaries: the window is open iff its latest start at or before the time is
+// later than its latest end at or before it. Capacity windows and runsPerWindow batches use this rule rather
+// than Window's (KEDA's): with an end that fires more often than the start (start on Saturdays, end every day),
+// Window counts the window open all week, and a start skipped by a DST change opens it for a whole day. Here a
+// start whose local time does not exist that day (the hour a DST change skips) does not open the window.
+type Edges struct {
+	Open bool
+	// LastStart and LastEnd are the latest firings at or before the time (zero when none in five years);
+	// NextStart and NextEnd the next ones strictly after it (zero when never).
+	LastStart, LastEnd, NextStart, NextEnd time.Time
+}
+
+// EdgesAt evaluates the schedule at now by its boundaries (see Edges); the times are on the schedule's time zone.
+func EdgesAt(s Schedule, now time.Time) Edges {
+	local := now.In(s.loc)
+	e := Edges{NextStart: s.start.Next(local), NextEnd: s.end.Next(local)}
+	e.LastStart, _ = prevFiring(s.start, local)
+	e.LastEnd, _ = prevFiring(s.end, local)
+	e.Open = !e.LastStart.IsZero() && e.LastStart.After(e.LastEnd)
+	for _, t := range []*time.Time{&e.LastStart, &e.LastEnd, &e.NextStart, &e.NextEnd} {
+		if !t.IsZero() {
+			*t = t.In(s.loc)
+		}
+	}
+	return e
+}
+
+// LatestOccurrence returns the occurrence open at now or, when the window is closed, the latest one that opened at
+// or before now, by the boundary rule of Edges. ok is false when the window has not opened within the last five
+// years.
+func LatestOccurrence(s Schedule, now time.Time) (occ Occurrence, ok bool) {
+	e := EdgesAt(s, now)
+	if e.LastStart.IsZero() {
+		return Occurrence{}, false
+	}
+	if e.Open {
+		return Occurrence{Start: e.LastStart, End: e.NextEnd, Open: true}, true
+	}
+	return Occurrence{Start: e.LastStart, End: s.end.Next(e.LastStart.Add(-time.Nanosecond)).In(s.loc)}, true
+}
+
+// prevFiring returns the latest firing of sched at or before t, looking back at most five years (the horizon of
+// robfig's Next). It widens the search step by step, so a frequent schedule costs a few dozen Next calls.
+func prevFiring(sched robfig.Schedule, t time.Time) (time.Time, bool) {
+	for _, back := range []time.Duration{time.Hour, 25 * time.Hour, 8 * 24 * time.Hour, 32 * 24 * time.Hour, 367 * 24 * time.Hour, 5 * 367 * 24 * time.Hour} {
+		var last time.Time
+		for n := sched.Next(t.Add(-back)); !n.IsZero() && !n.After(t); n = sched.Next(n) {
+			last = n
+		}
+		if !last.IsZero() {
+			return last.In(t.Location()), true
+		}
+	}
+	return time.Time{}, false
+}
