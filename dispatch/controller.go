@@ -224,7 +224,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	status.ObservedGeneration = sj.Generation
 
 	// A spec that fails validation never creates or deletes anything; it waits for an edit.
-	windows, errs := validate(&sj)
+	windows, errs := Validate(&sj)
 	if len(errs) > 0 {
 		msg := errs.ToAggregate().Error()
 		r.messages.Stop(keyOf(&sj)) // no message is received while the spec is invalid

@@ -27,9 +27,9 @@ const (
 	ReasonMissedWindow     = "MissedWindow"
 )
 
-// validate runs the static validation and parses the capacity windows (time zones and cron expressions), so a
+// Validate runs the static validation and parses the capacity windows (time zones and cron expressions), so a
 // bad window is an invalid spec like any other: nothing is created or deleted until it is fixed.
-func validate(sj *v1alpha1.ScaledJob) ([]capacity.Window, field.ErrorList) {
+func Validate(sj *v1alpha1.ScaledJob) ([]capacity.Window, field.ErrorList) {
 	errs := sj.Validate()
 	ws, werrs := capacity.Parse(sj.Spec.CapacityWindows, field.NewPath("spec", "capacityWindows"))
 	return ws, append(errs, werrs...)
@@ -156,6 +156,11 @@ func (r *Reconciler) applyRuns(ctx context.Context, sj *v1alpha1.ScaledJob, stat
 		out := capacity.Runs(capacity.RunsInputs{Trigger: reading.Name, Occurrence: *occ, Record: windowRun(status, reading.Name),
 			Created: created, Now: r.Clock.Now(), ScaledJobCreated: sj.CreationTimestamp.Time})
 		reading.Backlog, reading.Target, reading.Active = float64(out.Want), 1, out.Want > 0
+		for i := range obs.statuses {
+			if obs.statuses[i].Name == reading.Name {
+				obs.statuses[i].Backlog, obs.statuses[i].Active = formatFloat(float64(out.Want)), out.Want > 0
+			}
+		}
 		if out.Record != nil {
 			setWindowRun(status, *out.Record)
 		}

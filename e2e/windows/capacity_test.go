@@ -1,6 +1,7 @@
 package windows
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -33,13 +34,13 @@ func TestWindowRaisesCapacityThenDrainsOrTerminates(t *testing.T) {
 				n, _ := unfinished(f, "etl")
 				return n == 2, nil
 			})
-			sj := f.ScaledJob("etl")
-			if c := sj.Status.Capacity; c == nil || c.MaxReplicaCount != 2 || c.MaxFrom != "" {
-				t.Errorf("status.capacity before the window = %+v, want max 2 from the spec", c)
-			}
-			if n := sj.Status.NextWindowChange; n == nil || n.Window != "nightly-etl" || n.Change != "opens" || !n.Time.Time.Equal(s.open) {
-				t.Errorf("status.nextWindowChange = %+v, want nightly-etl opens at %s", n, s.open)
-			}
+			f.Eventually("status.capacity: max 2 from the spec, nightly-etl opens next", time.Minute, func() (bool, error) {
+				st := f.ScaledJob("etl").Status
+				c, n := st.Capacity, st.NextWindowChange
+				ok := c != nil && c.MaxReplicaCount == 2 && c.MaxFrom == "" &&
+					n != nil && n.Window == "nightly-etl" && n.Change == "opens" && n.Time.Time.Equal(s.open)
+				return ok, fmt.Errorf("status.capacity %+v, nextWindowChange %+v", c, n)
+			})
 			waitUntil(f, s.open.Add(-time.Second))
 			if got := p.Take(); got > 2 {
 				t.Errorf("%d unfinished Jobs before the window opened, spec max is 2", got)
@@ -49,13 +50,12 @@ func TestWindowRaisesCapacityThenDrainsOrTerminates(t *testing.T) {
 				n, _ := unfinished(f, "etl")
 				return n == 10, nil
 			})
-			sj = f.ScaledJob("etl")
-			if c := sj.Status.Capacity; c == nil || c.MaxReplicaCount != 10 || c.MaxFrom != "nightly-etl" {
-				t.Errorf("status.capacity in the window = %+v, want max 10 from nightly-etl", c)
-			}
-			if r := sj.Status.LastDecision; r == nil || !strings.Contains(r.Reason, "window nightly-etl open until") {
-				t.Errorf("last decision %+v does not name the window", r)
-			}
+			f.Eventually("status.capacity: max 10 from nightly-etl, named in the decision", 30*time.Second, func() (bool, error) {
+				st := f.ScaledJob("etl").Status
+				c, r := st.Capacity, st.LastDecision
+				ok := c != nil && c.MaxReplicaCount == 10 && c.MaxFrom == "nightly-etl" && r != nil && strings.Contains(r.Reason, "window nightly-etl open until")
+				return ok, fmt.Errorf("status.capacity %+v, lastDecision %+v", c, r)
+			})
 			waitEvent(f, "etl", "WindowOpened", "nightly-etl")
 			waitUntil(f, s.close.Add(-time.Second))
 			if got := p.Take(); got > 10 {
@@ -89,9 +89,10 @@ func TestWindowRaisesCapacityThenDrainsOrTerminates(t *testing.T) {
 			if n != 10 || after != total {
 				t.Errorf("after a draining close: %d unfinished of %d Jobs (%d before), want the 10 still running and no new Job", n, after, total)
 			}
-			if sj := f.ScaledJob("etl"); !strings.Contains(sj.Status.LastDecision.Reason, "running Jobs fill the cap") {
-				t.Errorf("last decision after the close: %q", sj.Status.LastDecision.Reason)
-			}
+			f.Eventually("the decision says the running Jobs fill the cap", 30*time.Second, func() (bool, error) {
+				r := f.ScaledJob("etl").Status.LastDecision
+				return r != nil && strings.Contains(r.Reason, "running Jobs fill the cap"), fmt.Errorf("lastDecision %+v", r)
+			})
 		})
 	}
 }
@@ -113,9 +114,10 @@ func TestWindowOpenAtStartIsServed(t *testing.T) {
 		n, _ := unfinished(f, "late")
 		return n == 6, nil
 	})
-	if c := f.ScaledJob("late").Status.Capacity; c == nil || c.MaxFrom != "burst" {
-		t.Errorf("status.capacity = %+v, want set by window burst", c)
-	}
+	f.Eventually("status.capacity set by window burst", 30*time.Second, func() (bool, error) {
+		c := f.ScaledJob("late").Status.Capacity
+		return c != nil && c.MaxFrom == "burst", fmt.Errorf("status.capacity %+v", c)
+	})
 }
 
 // Bad windows are refused by the API server (start equals end, max above the CRD's maximum, runsPerWindow on a
@@ -192,7 +194,7 @@ func TestBadWindowsRefused(t *testing.T) {
 	for name, tc := range notReady {
 		t.Run(name, func(t *testing.T) {
 			f.WaitReady(names[name], metav1.ConditionFalse, tc.want...)
-			f.WaitDecisionAfter(names[name], time.Now().Add(time.Second))
+			// An invalid spec is not ticked again until it is edited: the Ready condition is its last word.
 			if n := len(f.JobsOf(names[name])); n != 0 {
 				t.Errorf("%d Jobs created for a ScaledJob with a bad window", n)
 			}

@@ -1,6 +1,7 @@
 package windows
 
 import (
+	"fmt"
 	"strings"
 	"syscall"
 	"testing"
@@ -82,10 +83,10 @@ func TestRunsPerWindowMissedBeyondDeadline(t *testing.T) {
 	waitUntil(f, s.close.Add(2*time.Second))
 	f.StartDispatcher()
 	waitEvent(f, "missed", "MissedWindow", "startingDeadlineSeconds")
-	sj := f.ScaledJob("missed")
-	if len(sj.Status.WindowRuns) != 1 || !sj.Status.WindowRuns[0].Missed || !strings.Contains(sj.Status.WindowRuns[0].Message, "no Jobs were created") {
-		t.Errorf("status.windowRuns = %+v, want the occurrence marked missed", sj.Status.WindowRuns)
-	}
+	f.Eventually("the occurrence marked missed in status", 30*time.Second, func() (bool, error) {
+		runs := f.ScaledJob("missed").Status.WindowRuns
+		return len(runs) == 1 && runs[0].Missed && strings.Contains(runs[0].Message, "no Jobs were created"), fmt.Errorf("status.windowRuns %+v", runs)
+	})
 	ticks := f.Ticks("missed")
 	f.WaitTicks("missed", ticks, 2)
 	if n := len(f.JobsOf("missed")); n != 0 {

@@ -93,10 +93,14 @@ type Combined struct {
 
 // Replicas are the replica bounds as written (nil = unset) and normalised.
 type Replicas struct {
-	Min          *int32 `json:"minReplicaCount,omitempty"`
-	Max          *int32 `json:"maxReplicaCount,omitempty"`
-	MinEffective int64  `json:"minEffective"`
-	MaxEffective int64  `json:"maxEffective"`
+	Min *int32 `json:"minReplicaCount,omitempty"`
+	Max *int32 `json:"maxReplicaCount,omitempty"`
+	// Window names the open capacity window that replaces min/max ("" when the spec's apply), with its close.
+	Window string `json:"window,omitempty"`
+	// NextWindowChange is the next opening or closing of a capacity window and what it changes.
+	NextWindowChange string `json:"nextWindowChange,omitempty"`
+	MinEffective     int64  `json:"minEffective"`
+	MaxEffective     int64  `json:"maxEffective"`
 }
 
 // JobCounts counts Jobs by state; Running includes Pending.
@@ -128,7 +132,14 @@ func Explain(in Input) Explanation {
 		Replicas:         Replicas{Min: spec.MinReplicaCount, Max: spec.MaxReplicaCount},
 		LastDecision:     sj.Status.LastDecision,
 	}
-	minE, maxE := dispatch.Normalise(spec.MinReplicaCount, spec.MaxReplicaCount)
+	// Capacity windows replace min/max while open, as in the dispatcher.
+	ws, capEv := dispatch.EffectiveCapacity(sj, in.Now)
+	limits := capEv.Limits
+	x.Replicas.Window = capEv.Reason(ws)
+	if n := capEv.Next; n != nil {
+		x.Replicas.NextWindowChange = fmt.Sprintf("%s at %s", n.Describe(), n.At.Format(time.RFC3339))
+	}
+	minE, maxE := dispatch.Normalise(limits.Min, limits.Max)
 	x.Replicas.MinEffective, x.Replicas.MaxEffective = minE, maxE
 
 	// 1. Readings: the last one per trigger from status; a trigger with an error or no reading is failed.
@@ -182,8 +193,8 @@ func Explain(in Input) Explanation {
 		Calculation:     calc,
 		Running:         x.Jobs.Running,
 		Pending:         x.Jobs.Pending,
-		MinReplicaCount: spec.MinReplicaCount,
-		MaxReplicaCount: spec.MaxReplicaCount,
+		MinReplicaCount: limits.Min,
+		MaxReplicaCount: limits.Max,
 		Settings:        settings,
 	})
 	x.Strategy = string(dispatch.ResolveStrategy(settings))
@@ -196,7 +207,7 @@ func Explain(in Input) Explanation {
 		x.Blockers = append(x.Blockers, fmt.Sprintf("paused by annotation %s=%q: nothing is created (triggers are still read, history is still pruned)",
 			v1alpha1.AnnotationPaused, sj.Annotations[v1alpha1.AnnotationPaused]))
 	}
-	if errs := sj.Validate(); len(errs) > 0 {
+	if _, errs := dispatch.Validate(sj); len(errs) > 0 {
 		blocked = true
 		x.Blockers = append(x.Blockers, "invalid spec: "+errs.ToAggregate().Error())
 	}

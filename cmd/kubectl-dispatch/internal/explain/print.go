@@ -99,6 +99,12 @@ func (p *printer) steps(x Explanation) {
 	p.line("%s -> active %t, scaleTo ceil(Q) = %d, maxScale ceil(min(Q/T, max)) = %d", comb, x.Combined.Active, x.Combined.ScaleTo, x.Combined.MaxScale)
 	p.line("3. Min/max: minReplicaCount %s, maxReplicaCount %s -> normalised min %d, max %d (total cap %d)",
 		i32toa(x.Replicas.Min), i32toa(x.Replicas.Max), x.Replicas.MinEffective, x.Replicas.MaxEffective, x.Replicas.MinEffective+x.Replicas.MaxEffective)
+	if x.Replicas.Window != "" {
+		p.line("   capacity: %s (spec values replaced while the window is open)", x.Replicas.Window)
+	}
+	if x.Replicas.NextWindowChange != "" {
+		p.line("   next capacity change: %s", x.Replicas.NextWindowChange)
+	}
 	p.line("4. Jobs: %d running, of which %d pending; %d succeeded and %d failed kept in history", x.Jobs.Running, x.Jobs.Pending, x.Jobs.Succeeded, x.Jobs.Failed)
 	for _, j := range x.Unfinished {
 		p.line("   %s: %s: %s", j.Name, j.State, j.Why)
