@@ -654,13 +654,15 @@ func (r *Reconciler) observeJobs(ctx context.Context, sj *v1alpha1.ScaledJob) ob
 	var obs observation
 	// Jobs first: if they cannot be read there is no decision to make, and the trigger reads can be skipped.
 	var jobs batchv1.JobList
-	if err := r.Client.List(ctx, &jobs, client.InNamespace(sj.Namespace), client.MatchingLabels{v1alpha1.LabelScaledJob: sj.Name}); err != nil {
+	// The lists share the cache's objects (no deep copy on every tick): nothing here or in act.go modifies a listed
+	// Job or pod; deletes and patches build their own objects or send only the name.
+	if err := r.Client.List(ctx, &jobs, client.InNamespace(sj.Namespace), client.MatchingLabels{v1alpha1.LabelScaledJob: sj.Name}, client.UnsafeDisableDeepCopy); err != nil {
 		obs.err = fmt.Errorf("listing jobs of %s/%s: %w", sj.Namespace, sj.Name, err)
 		obs.jobsErr = obs.err
 		return obs
 	}
 	var pods corev1.PodList
-	if err := r.Client.List(ctx, &pods, client.InNamespace(sj.Namespace), client.MatchingLabels{v1alpha1.LabelScaledJob: sj.Name}); err != nil {
+	if err := r.Client.List(ctx, &pods, client.InNamespace(sj.Namespace), client.MatchingLabels{v1alpha1.LabelScaledJob: sj.Name}, client.UnsafeDisableDeepCopy); err != nil {
 		obs.err = fmt.Errorf("listing pods of %s/%s: %w", sj.Namespace, sj.Name, err)
 		obs.jobsErr = obs.err
 		obs.jobs = nil

@@ -242,7 +242,15 @@ func readInput(ctx context.Context, c client.Client, key types.NamespacedName) (
 	if err := c.List(ctx, &pods, client.InNamespace(key.Namespace), sel); err != nil {
 		return explain.Input{}, fmt.Errorf("listing pods of %s: %w", key, err)
 	}
-	return explain.Input{ScaledJob: &sj, Jobs: jobs.Items, Pods: pods.Items, Now: time.Now()}, nil
+	in := explain.Input{ScaledJob: &sj, Jobs: jobs.Items, Pods: pods.Items, Now: time.Now()}
+	// ResourceQuotas say whether the API server will refuse new Jobs; a user who may not read them gets a note.
+	var quotas corev1.ResourceQuotaList
+	if err := c.List(ctx, &quotas, client.InNamespace(key.Namespace)); err != nil {
+		in.QuotaErr = fmt.Sprintf("ResourceQuotas of namespace %s not read (%v): a quota that blocks creation would not show here", key.Namespace, err)
+	} else {
+		in.Quotas = quotas.Items
+	}
+	return in, nil
 }
 
 // printResult prints an Explanation or a Comparison as text, YAML or JSON.

@@ -32,8 +32,11 @@ type Input struct {
 	Jobs []batchv1.Job
 	// Pods are the pods of those Jobs (matched to their Job by controller owner reference or job-name label).
 	Pods []corev1.Pod
-	// Now is the time of the explanation, for the failing-Jobs back-off.
+	// Now is the time of the explanation, for the failing-Jobs back-off and the capacity windows.
 	Now time.Time
+	// Quotas are the namespace's ResourceQuotas; QuotaErr says why they could not be read ("" when they were).
+	Quotas   []corev1.ResourceQuota
+	QuotaErr string
 }
 
 // Explanation is the decision for one ScaledJob, step by step.
@@ -230,6 +233,18 @@ func Explain(in Input) Explanation {
 	}); bo.Active && x.Create > bo.Allowed {
 		x.Create = bo.Allowed
 		x.Blockers = append(x.Blockers, dispatch.ReasonFailingJobsBackoff+": "+bo.Explain())
+	}
+	quotaBlocked, quotaNotes := quotaBlockers(in.Quotas, sj.Spec.IsMessageMode())
+	if len(quotaBlocked) > 0 {
+		blocked = true
+		x.Blockers = append(x.Blockers, quotaBlocked...)
+	}
+	x.Notes = append(x.Notes, quotaNotes...)
+	if in.QuotaErr != "" {
+		x.Notes = append(x.Notes, in.QuotaErr)
+	}
+	if c := readyCondition(sj); c != nil && c.Reason == dispatch.ReasonJobCreateFailed && strings.Contains(c.Message, "exceeded quota") {
+		x.Blockers = append(x.Blockers, "the last Job creation was refused by a ResourceQuota: "+c.Message)
 	}
 	if blocked {
 		x.Create = 0
