@@ -33,19 +33,8 @@ import (
 	"github.com/kubedispatch/kubedispatch/dispatch"
 	"github.com/kubedispatch/kubedispatch/dispatch/message"
 	"github.com/kubedispatch/kubedispatch/sources"
-	"github.com/kubedispatch/kubedispatch/sources/cron"
-	"github.com/kubedispatch/kubedispatch/sources/pubsub"
-	"github.com/kubedispatch/kubedispatch/sources/servicebus"
-	"github.com/kubedispatch/kubedispatch/sources/sqs"
+	"github.com/kubedispatch/kubedispatch/sources/builtin"
 )
-
-// registrations lists every trigger type the dispatcher knows.
-var registrations = []func(*sources.Registry) error{
-	sqs.Register,
-	cron.Register,
-	pubsub.Register,
-	servicebus.Register,
-}
 
 func main() {
 	var opts Options
@@ -107,11 +96,9 @@ func run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
-	registry := sources.NewRegistry(sources.WithEndpointPolicy(policy))
-	for _, register := range registrations {
-		if err := register(registry); err != nil {
-			return fmt.Errorf("registering trigger types: %w", err)
-		}
+	registry, err := builtin.Registry(sources.WithEndpointPolicy(policy))
+	if err != nil {
+		return err
 	}
 	r := &dispatch.Reconciler{
 		Client:               mgr.GetClient(),

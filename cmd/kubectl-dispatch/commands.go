@@ -22,6 +22,9 @@ import (
 	"github.com/kubedispatch/kubedispatch/api/v1alpha1"
 	"github.com/kubedispatch/kubedispatch/cmd/kubectl-dispatch/internal/explain"
 	"github.com/kubedispatch/kubedispatch/cmd/kubectl-dispatch/internal/importer"
+	"github.com/kubedispatch/kubedispatch/dispatch"
+	"github.com/kubedispatch/kubedispatch/sources"
+	"github.com/kubedispatch/kubedispatch/sources/builtin"
 )
 
 // resourceName is how objects are named in messages, as kubectl does (<resource>.<group>/<name>).
@@ -186,7 +189,8 @@ func newImportCommand(a *app) *cobra.Command {
 }
 
 func newExplainCommand(a *app) *cobra.Command {
-	var whatIf, output string
+	var whatIf, output, clusterAuthNamespace, allowedEndpoints string
+	var live, allowAmbient bool
 	cmd := &cobra.Command{
 		Use:   "explain SCALEDJOB",
 		Short: "Explain, step by step, how many Jobs the ScaledJob creates now and why",
@@ -213,6 +217,11 @@ func newExplainCommand(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if live {
+				if in.Live, err = readLive(cmd.Context(), c, in, clusterAuthNamespace, allowedEndpoints, allowAmbient); err != nil {
+					return err
+				}
+			}
 			var result any
 			if whatIf == "" {
 				result = explain.Explain(in)
@@ -224,7 +233,26 @@ func newExplainCommand(a *app) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&whatIf, "what-if", "", "recompute with changed settings: key=value,... (strategy, maxReplicaCount, minReplicaCount, multipleScalersCalculation, customScalingQueueLengthDeduction, customScalingRunningJobPercentage, pendingPodConditions, paused)")
 	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: yaml or json (default: text)")
+	cmd.Flags().BoolVar(&live, "live", false, "read the triggers now with the ScaledJob's credentials (your kubeconfig must be allowed to read its TriggerAuthentications and Secrets; pod identity uses your own ambient credentials) instead of the last readings in status")
+	cmd.Flags().StringVar(&clusterAuthNamespace, "cluster-auth-namespace", "kubedispatch-system", "with --live: the namespace ClusterTriggerAuthentication Secrets are read from (the dispatcher's)")
+	cmd.Flags().StringVar(&allowedEndpoints, "allowed-endpoints", "", "with --live: host patterns a trigger's custom endpoint may name, as the dispatcher's flag of that name (empty: none)")
+	cmd.Flags().BoolVar(&allowAmbient, "allow-ambient-credentials-on-custom-endpoints", false, "with --live: as the dispatcher's flag of that name")
 	return cmd
+}
+
+// readLive reads the ScaledJob's triggers once, as the dispatcher's pollers do, with the same registry, endpoint
+// policy and credential resolution.
+func readLive(ctx context.Context, c client.Client, in explain.Input, clusterAuthNamespace, allowedEndpoints string, allowAmbient bool) ([]dispatch.LiveReading, error) {
+	allowed, err := sources.ParseHostPatterns(allowedEndpoints)
+	if err != nil {
+		return nil, fmt.Errorf("parsing --allowed-endpoints: %w", err)
+	}
+	registry, err := builtin.Registry(sources.WithEndpointPolicy(sources.EndpointPolicy{Allowed: allowed, AllowAmbientCredentials: allowAmbient}))
+	if err != nil {
+		return nil, err
+	}
+	r := &dispatch.Reconciler{Client: c, APIReader: c, Registry: registry, ClusterAuthNamespace: clusterAuthNamespace}
+	return r.ReadTriggersNow(ctx, in.ScaledJob, in.Now), nil
 }
 
 // readInput reads the ScaledJob, the Jobs labelled for it and their pods (which carry the same label).

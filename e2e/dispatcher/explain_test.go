@@ -1,7 +1,10 @@
 package dispatcher
 
 import (
+	"encoding/json"
 	"fmt"
+	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -59,5 +62,50 @@ func TestExplainMatchesDispatcher(t *testing.T) {
 		if n := len(f.JobsOf(name)); n != want {
 			t.Errorf("%s: %d Jobs, want %d", name, n, want)
 		}
+	}
+}
+
+// kubectl dispatch explain --live reads the queue itself: with a reading in status that is old (poll 600 s) and 5
+// more messages sent since, the live explanation counts them; a custom endpoint outside --allowed-endpoints is
+// refused as the dispatcher refuses it.
+func TestExplainLive(t *testing.T) {
+	f := framework.New(t)
+	plugin := buildPlugin(t)
+	url := f.CreateQueue("live", nil)
+	f.SendMessages(url, 2, "m")
+	framework.NewScaledJob(f, "live").SQS(url, 1).Max(20).Poll(600).RunFor("10m").Paused().Create()
+	f.StartDispatcher()
+	f.Eventually("the first reading in status", 2*time.Minute, func() (bool, error) {
+		sj := f.ScaledJob("live")
+		return len(sj.Status.Triggers) == 1 && sj.Status.Triggers[0].Backlog == "2", nil
+	})
+	f.SendMessages(url, 5, "later")
+	if got := explainWouldCreate(t, plugin, f, "live"); got != 2 {
+		t.Errorf("explain from status would create %d, want 2 (the reading in status)", got)
+	}
+	run := func(extra ...string) ([]byte, error) {
+		args := append([]string{"explain", "live", "-n", f.Namespace, "-o", "json", "--kubeconfig", framework.Cluster().Kubeconfig, "--live"}, extra...)
+		return exec.Command(plugin, args...).Output()
+	}
+	f.Eventually("explain --live counting 7 messages", time.Minute, func() (bool, error) {
+		out, err := run("--allowed-endpoints=127.0.0.1:*,localhost:*")
+		if err != nil {
+			return false, fmt.Errorf("explain --live: %v: %s", err, out)
+		}
+		var e struct {
+			WouldCreate int64    `json:"wouldCreate"`
+			Notes       []string `json:"notes"`
+		}
+		if err := json.Unmarshal(out, &e); err != nil {
+			return false, err
+		}
+		return e.WouldCreate == 7 && strings.Contains(strings.Join(e.Notes, " "), "explain --live"), fmt.Errorf("%s", out)
+	})
+	out, err := run()
+	if err != nil {
+		t.Fatalf("explain --live without an allow-list: %v: %s", err, out)
+	}
+	if !strings.Contains(string(out), "allowed-endpoints") {
+		t.Errorf("explain --live without an allow-list for the test's custom endpoint: want the trigger refused naming --allowed-endpoints, got %s", out)
 	}
 }

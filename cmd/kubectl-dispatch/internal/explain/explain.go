@@ -37,6 +37,9 @@ type Input struct {
 	// Quotas are the namespace's ResourceQuotas; QuotaErr says why they could not be read ("" when they were).
 	Quotas   []corev1.ResourceQuota
 	QuotaErr string
+	// Live, when set (one per trigger, in spec order), replaces the last readings from status: the triggers read
+	// just now by explain --live.
+	Live []dispatch.LiveReading
 }
 
 // Explanation is the decision for one ScaledJob, step by step.
@@ -151,6 +154,9 @@ func Explain(in Input) Explanation {
 		t := &spec.Triggers[i]
 		tr := Trigger{Name: t.EffectiveName(i), Type: t.Type}
 		st := statusOf(sj, tr.Name)
+		if len(in.Live) == len(spec.Triggers) {
+			st = liveStatus(in.Live[i], in.Now)
+		}
 		switch {
 		case st == nil:
 			tr.Error = "no reading in status yet"
@@ -248,6 +254,11 @@ func Explain(in Input) Explanation {
 	}
 	if blocked {
 		x.Create = 0
+	}
+
+	if len(in.Live) == len(spec.Triggers) {
+		x.Notes = append(x.Notes, fmt.Sprintf("readings taken by explain --live at %s with the ScaledJob's credentials, not the dispatcher's last readings",
+			in.Now.UTC().Format(time.RFC3339)))
 	}
 
 	// 5. Caveats.
@@ -409,4 +420,18 @@ func parseFloat(s string) *float64 {
 		return nil
 	}
 	return &f
+}
+
+// liveStatus puts a live reading in the shape of a status entry, so both kinds of reading take one path.
+func liveStatus(l dispatch.LiveReading, now time.Time) *v1alpha1.TriggerStatus {
+	at := metav1.NewTime(now)
+	st := &v1alpha1.TriggerStatus{Name: l.Name, SampledAt: &at}
+	if l.Err != nil {
+		st.LastError = l.Err.Error()
+		return st
+	}
+	st.Backlog = strconv.FormatFloat(l.Backlog.Value, 'g', -1, 64)
+	st.Target = strconv.FormatFloat(l.Backlog.Target, 'g', -1, 64)
+	st.Active = l.Backlog.Active
+	return st
 }

@@ -1,6 +1,7 @@
 package explain
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -8,6 +9,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kubedispatch/kubedispatch/dispatch"
+	"github.com/kubedispatch/kubedispatch/sources"
 )
 
 func quota(name string, hard, used map[corev1.ResourceName]string) corev1.ResourceQuota {
@@ -53,6 +57,30 @@ func TestExplainQuota(t *testing.T) {
 			}
 			if got := strings.Join(x.Notes, "\n"); !strings.Contains(got, tc.wantNote) {
 				t.Errorf("Notes = %q, want %q", got, tc.wantNote)
+			}
+		})
+	}
+}
+
+func TestExplainLiveReadings(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	tests := map[string]struct {
+		live       []dispatch.LiveReading
+		wantCreate int64
+		wantFailed []string
+	}{
+		"a live reading replaces the status one": {
+			live: []dispatch.LiveReading{{Name: "orders", Backlog: sources.Backlog{Value: 9, Target: 1, Active: true}}}, wantCreate: 9,
+		},
+		"a live error fails the trigger": {
+			live: []dispatch.LiveReading{{Name: "orders", Err: errors.New("access denied")}}, wantFailed: []string{"orders"},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			x := Explain(Input{ScaledJob: scaledJob(withMax(20), withReading("3", "1")), Live: tc.live, Now: now})
+			if x.WouldCreate != tc.wantCreate || strings.Join(x.FailedTriggers, ",") != strings.Join(tc.wantFailed, ",") {
+				t.Errorf("Explain() would create %d, failed %v; want %d, %v", x.WouldCreate, x.FailedTriggers, tc.wantCreate, tc.wantFailed)
 			}
 		})
 	}
