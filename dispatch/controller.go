@@ -29,6 +29,7 @@ import (
 	"github.com/kubedispatch/kubedispatch/api/v1alpha1"
 	"github.com/kubedispatch/kubedispatch/dispatch/capacity"
 	"github.com/kubedispatch/kubedispatch/dispatch/internal/apilimit"
+	"github.com/kubedispatch/kubedispatch/dispatch/internal/index"
 	"github.com/kubedispatch/kubedispatch/dispatch/message"
 	"github.com/kubedispatch/kubedispatch/jobtemplate"
 	"github.com/kubedispatch/kubedispatch/sources"
@@ -154,6 +155,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) error {
 			}
 			return true
 		},
+	}
+	if err := index.Register(context.Background(), mgr.GetFieldIndexer()); err != nil {
+		return err
 	}
 	if err := mgr.Add(r.pollers); err != nil {
 		return fmt.Errorf("adding the trigger pollers: %w", err)
@@ -656,13 +660,13 @@ func (r *Reconciler) observeJobs(ctx context.Context, sj *v1alpha1.ScaledJob) ob
 	var jobs batchv1.JobList
 	// The lists share the cache's objects (no deep copy on every tick): nothing here or in act.go modifies a listed
 	// Job or pod; deletes and patches build their own objects or send only the name.
-	if err := r.Client.List(ctx, &jobs, client.InNamespace(sj.Namespace), client.MatchingLabels{v1alpha1.LabelScaledJob: sj.Name}, client.UnsafeDisableDeepCopy); err != nil {
+	if err := r.Client.List(ctx, &jobs, client.InNamespace(sj.Namespace), index.Of(sj.Name), client.UnsafeDisableDeepCopy); err != nil {
 		obs.err = fmt.Errorf("listing jobs of %s/%s: %w", sj.Namespace, sj.Name, err)
 		obs.jobsErr = obs.err
 		return obs
 	}
 	var pods corev1.PodList
-	if err := r.Client.List(ctx, &pods, client.InNamespace(sj.Namespace), client.MatchingLabels{v1alpha1.LabelScaledJob: sj.Name}, client.UnsafeDisableDeepCopy); err != nil {
+	if err := r.Client.List(ctx, &pods, client.InNamespace(sj.Namespace), index.Of(sj.Name), client.UnsafeDisableDeepCopy); err != nil {
 		obs.err = fmt.Errorf("listing pods of %s/%s: %w", sj.Namespace, sj.Name, err)
 		obs.jobsErr = obs.err
 		obs.jobs = nil

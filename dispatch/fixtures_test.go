@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"github.com/kubedispatch/kubedispatch/api/v1alpha1"
+	"github.com/kubedispatch/kubedispatch/dispatch/internal/index"
 	"github.com/kubedispatch/kubedispatch/jobtemplate"
 	"github.com/kubedispatch/kubedispatch/sources"
 )
@@ -292,6 +293,8 @@ func newLoopEnv(t *testing.T, funcs interceptor.Funcs, objs ...client.Object) *l
 	}
 	raw := fake.NewClientBuilder().WithScheme(scheme).
 		WithStatusSubresource(&v1alpha1.ScaledJob{}).
+		WithIndex(&batchv1.Job{}, index.ScaledJob, index.ScaledJobOf).
+		WithIndex(&corev1.Pod{}, index.ScaledJob, index.ScaledJobOf).
 		WithObjects(objs...).
 		Build()
 	c := interceptor.NewClient(raw, funcs)

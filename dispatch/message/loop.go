@@ -24,6 +24,7 @@ import (
 
 	"github.com/kubedispatch/kubedispatch/api/v1alpha1"
 	"github.com/kubedispatch/kubedispatch/dispatch/internal/apilimit"
+	"github.com/kubedispatch/kubedispatch/dispatch/internal/index"
 	"github.com/kubedispatch/kubedispatch/jobtemplate"
 	"github.com/kubedispatch/kubedispatch/sources"
 )
@@ -428,7 +429,7 @@ func (l *loop) receive(ctx context.Context, rebuild context.CancelFunc, recv sou
 // freeSlots counts the free slots from the cache's Jobs of the ScaledJob and the held messages.
 func (l *loop) freeSlots(ctx context.Context, sj *v1alpha1.ScaledJob) (int, error) {
 	var jobs batchv1.JobList
-	if err := l.cfg.Client.List(ctx, &jobs, client.InNamespace(sj.Namespace), client.MatchingLabels{v1alpha1.LabelScaledJob: sj.Name}); err != nil {
+	if err := l.cfg.Client.List(ctx, &jobs, client.InNamespace(sj.Namespace), index.Of(sj.Name), client.UnsafeDisableDeepCopy); err != nil {
 		return 0, fmt.Errorf("listing jobs of %s: %w", l.nn, err)
 	}
 	unfinished := map[string]bool{}
@@ -484,7 +485,7 @@ func (l *loop) admit(ctx context.Context, sj *v1alpha1.ScaledJob, recv sources.R
 
 	var jobs batchv1.JobList
 	if err := l.cfg.Client.List(ctx, &jobs, client.InNamespace(sj.Namespace),
-		client.MatchingLabels{v1alpha1.LabelScaledJob: sj.Name, v1alpha1.LabelMessage: key}); err != nil {
+		index.Of(sj.Name), client.MatchingLabels{v1alpha1.LabelMessage: key}); err != nil {
 		// Without its Jobs the attempt is unknown: hand the message back rather than guess.
 		l.apply(ctx, sj, recv, h, Action{Kind: Release, Reason: err.Error()}, retryReleaseDelay)
 		return

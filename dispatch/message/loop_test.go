@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	"github.com/kubedispatch/kubedispatch/api/v1alpha1"
+	"github.com/kubedispatch/kubedispatch/dispatch/internal/index"
 	"github.com/kubedispatch/kubedispatch/jobtemplate"
 	"github.com/kubedispatch/kubedispatch/sources"
 )
@@ -95,7 +96,8 @@ func newLoopEnv(t *testing.T, mutate func(*v1alpha1.ScaledJob)) *loopEnv {
 	if mutate != nil {
 		mutate(sj)
 	}
-	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(sj.DeepCopy()).Build()
+	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(sj.DeepCopy()).
+		WithIndex(&batchv1.Job{}, index.ScaledJob, index.ScaledJobOf).Build()
 	clock := clocktesting.NewFakeClock(testNow)
 	cfg := &Config{Client: c, APIReader: c, Clock: clock, Recorder: events.NewFakeRecorder(100), Metrics: NewMetrics(nil)}
 	l := &loop{cfg: cfg, nn: types.NamespacedName{Namespace: "ns", Name: "pdf"}, slot: make(chan struct{}, 1),
