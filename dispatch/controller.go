@@ -585,6 +585,7 @@ func (r *Reconciler) forget(namespace, name string) {
 	key := namespace + "/" + name
 	r.Metrics.forget(namespace, name)
 	r.due.Delete(key)
+	r.runs.Delete(key)
 	r.pollers.Stop(key)
 	r.messages.Stop(key)
 	r.sourceCache.forget(key)

@@ -140,6 +140,17 @@ type runsMemo struct {
 // those created for it), records the occurrence in status and reports a missed one. It returns the annotations the
 // Jobs created now must carry (nil when no occurrence is being served).
 func (r *Reconciler) applyRuns(ctx context.Context, sj *v1alpha1.ScaledJob, status *v1alpha1.ScaledJobStatus, obs *observation) map[string]string {
+	// Records of triggers that are gone, or no longer runsPerWindow, go.
+	kept := status.WindowRuns[:0:0]
+	for _, run := range status.WindowRuns {
+		for i, t := range sj.Spec.Triggers {
+			if _, ok := t.Metadata[v1alpha1.CronRunsPerWindow]; ok && t.Type == "cron" && t.EffectiveName(i) == run.Trigger {
+				kept = append(kept, run)
+				break
+			}
+		}
+	}
+	status.WindowRuns = kept
 	var annotations map[string]string
 	for idx, occ := range obs.occurrences {
 		reading := &obs.readings[idx]
