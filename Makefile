@@ -53,12 +53,20 @@ binaries: ## Build and cache etcd, the control plane, kubectl, kwok and promtool
 	@bash hack/build-binaries.sh >/dev/null
 
 .PHONY: cluster-up
-cluster-up: prereqs binaries ## Start the local stack in the background; writes .local/cluster.env
-	$(GO) run ./e2e/cmd/localcluster up
+cluster-up: prereqs binaries ## Start the local stack in the background; writes .local/cluster.env (REAL_NODE=1 adds a real node: kubelet + containerd)
+	$(GO) run ./e2e/cmd/localcluster up $(if $(filter 1,$(REAL_NODE)),--real-node)
 
 .PHONY: cluster-down
 cluster-down: ## Stop the local stack started by cluster-up
 	$(GO) run ./e2e/cmd/localcluster down
+
+IMAGE_TAG ?= dev
+.PHONY: image
+image: ## Build the dispatcher and example worker images without Docker: bin/images/dispatcher.tar, bin/images/worker.tar
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w" -o bin/dispatcher ./cmd/dispatcher
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w" -o bin/worker ./examples/worker
+	$(GO) run ./hack/image -binary bin/dispatcher -ref ghcr.io/kubedispatch/dispatcher:$(IMAGE_TAG) -out bin/images/dispatcher.tar -expose 8080/tcp,8081/tcp
+	$(GO) run ./hack/image -binary bin/worker -ref ghcr.io/kubedispatch/worker:$(IMAGE_TAG) -out bin/images/worker.tar
 
 .PHONY: build
 build: ## Build bin/dispatcher

@@ -17,7 +17,7 @@ export GOTOOLCHAIN=local
 log() { echo "[build-binaries] $*" >&2; }
 
 need_kube=()
-for c in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+for c in kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet; do
   [ -x "$bin/$c-$KUBE_VERSION" ] || need_kube+=("$c")
 done
 
@@ -72,6 +72,7 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kubelet"
 )
 GO
   go mod tidy >/dev/null 2>&1 || go mod tidy

@@ -40,4 +40,5 @@ elif [ ! -f "$rhea_dir/node_modules/rhea/package.json" ]; then
   mkdir -p "$rhea_dir" && npm install --prefix "$rhea_dir" --no-audit --no-fund --silent rhea@3.0.5 >/dev/null 2>&1
   [ -f "$rhea_dir/node_modules/rhea/package.json" ] || { say "rhea still missing: run \`npm install --prefix $rhea_dir --no-audit --no-fund rhea@3.0.5\`"; ok=0; }
 fi
+bash "$(dirname "$0")/prereqs-realnode.sh" || ok=0 # containerd, runc, CNI plugins for the real node (e2e/realnode)
 [ $ok = 1 ] || exit 1

@@ -16,6 +16,8 @@ import (
 // Binaries are the paths of the control-plane programs.
 type Binaries struct {
 	Etcd, APIServer, ControllerManager, Scheduler, Kwok, Kubectl string
+	// Kubelet runs the real node (Options.RealNode).
+	Kubelet string
 	// Promtool checks and tests the alert rules of deploy/monitoring (not part of the stack).
 	Promtool string
 }
@@ -77,6 +79,7 @@ func EnsureBinaries(root string) (Binaries, error) {
 		Scheduler:         p("kube-scheduler", "KUBE_VERSION"),
 		Kwok:              p("kwok", "KWOK_VERSION"),
 		Kubectl:           p("kubectl", "KUBE_VERSION"),
+		Kubelet:           p("kubelet", "KUBE_VERSION"),
 		Promtool:          p("promtool", "PROMTOOL_VERSION"),
 	}, nil
 }

@@ -48,6 +48,8 @@ type Options struct {
 	// SQS starts moto_server; PubSub starts the Pub/Sub emulator; ServiceBus starts the Service Bus fake
 	// (internal/sbfake, on node).
 	SQS, PubSub, ServiceBus bool
+	// RealNode adds a real node (kubelet, containerd, runc) named RealNodeName next to the kwok node; see realnode.go.
+	RealNode bool
 	// Progress receives one line per step; nil discards.
 	Progress io.Writer
 	// ReadyTimeout bounds the whole start-up (default 3 minutes: generous for a loaded 2-core machine).
@@ -67,6 +69,8 @@ type Cluster struct {
 	// empty unless Options.ServiceBus. sbfake.ConnectionString(ServiceBusAddr, ...) is what azservicebus needs.
 	ServiceBusAddr string          `json:"serviceBusAddr,omitempty"`
 	ServiceBus     *sbfake.Control `json:"serviceBus,omitempty"`
+	// RealNode is set when Options.RealNode started a real node.
+	RealNode *RealNode `json:"realNode,omitempty"`
 
 	Procs []*process `json:"processes"`
 
@@ -178,9 +182,19 @@ func (c *Cluster) start(ctx context.Context, opts Options, progress io.Writer) e
 			c.KubectlDir = filepath.Join(c.Dir, "bin")
 		}
 	}
-	ports, err := FreePorts(6)
+	ports, err := FreePorts(8)
 	if err != nil {
 		return err
+	}
+	var (
+		realTools               realNodeTools
+		realPKI                 *realPKI
+		realAPIArgs, realKCMArg []string
+	)
+	if opts.RealNode {
+		if realTools, realPKI, realAPIArgs, realKCMArg, err = c.prepareRealNode(opts.Bins.Kubelet, ports[6:8]); err != nil {
+			return err
+		}
 	}
 	etcdPort, peerPort, apiPort, kwokPort, motoPort, pubsubPort := ports[0], ports[1], ports[2], ports[3], ports[4], ports[5]
 	logs := filepath.Join(c.Dir, "logs")
@@ -253,16 +267,16 @@ func (c *Cluster) start(ctx context.Context, opts Options, progress io.Writer) e
 	c.Token = token
 	c.Server = fmt.Sprintf("https://127.0.0.1:%d", apiPort)
 	fmt.Fprintf(progress, "starting kube-apiserver on %s\n", c.Server)
-	api, err := c.launch("kube-apiserver", logPath("kube-apiserver"), nil, opts.Bins.APIServer,
-		"--etcd-servers="+etcdURL, "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
-		"--secure-port="+strconv.Itoa(apiPort), "--cert-dir="+filepath.Join(c.Dir, "certs"),
-		"--token-auth-file="+filepath.Join(pki, "tokens.csv"), "--authorization-mode=RBAC",
+	apiArgs := []string{"--etcd-servers=" + etcdURL, "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+		"--secure-port=" + strconv.Itoa(apiPort), "--cert-dir=" + filepath.Join(c.Dir, "certs"),
+		"--token-auth-file=" + filepath.Join(pki, "tokens.csv"), "--authorization-mode=RBAC",
 		"--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-		"--service-account-key-file="+filepath.Join(pki, "sa.pub"),
-		"--service-account-signing-key-file="+filepath.Join(pki, "sa.key"),
+		"--service-account-key-file=" + filepath.Join(pki, "sa.pub"),
+		"--service-account-signing-key-file=" + filepath.Join(pki, "sa.key"),
 		"--service-cluster-ip-range=10.96.0.0/16", "--endpoint-reconciler-type=none",
-		"--max-requests-inflight=800", "--max-mutating-requests-inflight=400")
+		"--max-requests-inflight=800", "--max-mutating-requests-inflight=400"}
+	api, err := c.launch("kube-apiserver", logPath("kube-apiserver"), nil, opts.Bins.APIServer, append(apiArgs, realAPIArgs...)...)
 	if err != nil {
 		return err
 	}
@@ -276,11 +290,15 @@ func (c *Cluster) start(ctx context.Context, opts Options, progress io.Writer) e
 
 	// controller-manager, scheduler and kwok, together.
 	fmt.Fprintln(progress, "starting kube-controller-manager, kube-scheduler and kwok")
+	controllers := "job-controller,serviceaccount-controller,garbage-collector-controller,ttl-after-finished-controller,namespace-controller,node-lifecycle-controller,resourcequota-controller"
+	if opts.RealNode {
+		controllers += realNodeControllers
+	}
 	kcm, err := c.launch("kube-controller-manager", logPath("kube-controller-manager"), nil, opts.Bins.ControllerManager,
-		"--kubeconfig="+c.Kubeconfig, "--authentication-kubeconfig="+c.Kubeconfig, "--authorization-kubeconfig="+c.Kubeconfig,
-		"--controllers=job-controller,serviceaccount-controller,garbage-collector-controller,ttl-after-finished-controller,namespace-controller,node-lifecycle-controller,resourcequota-controller",
-		"--leader-elect=false", "--secure-port=0", "--use-service-account-credentials=false",
-		"--kube-api-qps=300", "--kube-api-burst=600", "--concurrent-job-syncs=20")
+		append([]string{"--kubeconfig=" + c.Kubeconfig, "--authentication-kubeconfig=" + c.Kubeconfig, "--authorization-kubeconfig=" + c.Kubeconfig,
+			"--controllers=" + controllers,
+			"--leader-elect=false", "--secure-port=0", "--use-service-account-credentials=false",
+			"--kube-api-qps=300", "--kube-api-burst=600", "--concurrent-job-syncs=20"}, realKCMArg...)...)
 	if err != nil {
 		return err
 	}
@@ -340,6 +358,11 @@ func (c *Cluster) start(ctx context.Context, opts Options, progress io.Writer) e
 	}); err != nil {
 		return err
 	}
+	if opts.RealNode {
+		if err := c.startRealNode(ctx, opts, realTools, realPKI, progress, watched); err != nil {
+			return err
+		}
+	}
 	for _, wait := range emu {
 		if err := wait(ctx); err != nil {
 			return err
@@ -369,6 +392,11 @@ func (c *Cluster) Stop() error {
 	for i := len(procs) - 1; i >= 0; i-- {
 		if err := procs[i].stop(15 * time.Second); err != nil {
 			errs = append(errs, err)
+		}
+	}
+	if c.RealNode != nil {
+		if err := c.RealNode.cleanup(c.Dir); err != nil {
+			errs = append(errs, fmt.Errorf("cleaning up the real node: %w", err))
 		}
 	}
 	_ = os.Remove(filepath.Join(c.Dir, stateFile))

@@ -37,6 +37,8 @@ type Options struct {
 	Scheme *runtime.Scheme
 	// CRDs, when set, is a directory of CRD manifests (deploy/crd) installed before the tests run.
 	CRDs string
+	// RealNode adds the stack's real node (cluster.Options.RealNode); see realnode.go.
+	RealNode bool
 }
 
 var (
@@ -73,7 +75,7 @@ func Main(m *testing.M, opts Options) int {
 		return 1
 	}
 	start := time.Now()
-	c, err := cluster.Start(context.Background(), cluster.Options{Dir: dir, Bins: bins, SQS: true, PubSub: true, ServiceBus: true})
+	c, err := cluster.Start(context.Background(), cluster.Options{Dir: dir, Bins: bins, SQS: true, PubSub: true, ServiceBus: true, RealNode: opts.RealNode})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: starting the local stack:", err)
 		return 1
