@@ -48,7 +48,7 @@ prereqs:
 	@bash hack/prereqs.sh
 
 .PHONY: binaries
-binaries: ## Build and cache etcd, the control plane, kubectl, kwok and promtool (about 17 min cold, instant warm)
+binaries: ## Build and cache etcd, the control plane, the kubelet, kubectl, kwok and promtool (about 19 min cold, instant warm)
 	@echo "==> control-plane binaries (cached under $(KUBEDISPATCH_CACHE)/bin; the first build takes about 17 minutes on 2 cores)"
 	@bash hack/build-binaries.sh >/dev/null
 
