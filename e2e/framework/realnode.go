@@ -71,11 +71,11 @@ var (
 // them with Cluster().ImportImage (or ImportImages).
 func BuildImages(t testing.TB) (dispatcherTar, workerTar string) {
 	t.Helper()
-	d, err := buildImage("./cmd/dispatcher", "dispatcher", DispatcherImage, []string{"8080/tcp", "8081/tcp"})
+	d, err := BuildImage("./cmd/dispatcher", "dispatcher", DispatcherImage, []string{"8080/tcp", "8081/tcp"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := buildImage("./examples/worker", "worker", WorkerImage, nil)
+	w, err := BuildImage("./examples/worker", "worker", WorkerImage, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +93,9 @@ func ImportImages(t testing.TB) {
 	}
 }
 
-func buildImage(pkg, name, ref string, ports []string) (string, error) {
+// BuildImage builds the static binary of package pkg and packs it as image ref (binary /<name>, exposing ports),
+// cached as BuildImages describes; it returns the tarball. The demo uses it outside tests.
+func BuildImage(pkg, name, ref string, ports []string) (string, error) {
 	imagesMu.Lock()
 	defer imagesMu.Unlock()
 	if tar, ok := imagesBuilt[ref]; ok {

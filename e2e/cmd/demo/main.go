@@ -68,13 +68,18 @@ func run() error {
 	if c != nil && len(c.Running()) > 0 && c.SQSEndpoint != "" {
 		step("Using the local stack already running (%s)", c.Server)
 	} else {
-		step("Building (once, cached) and starting the local stack: etcd, kube-apiserver, controller-manager, scheduler, kwok, moto")
+		realNode := os.Getenv("DEMO_REAL_NODE") != "0"
+		what := "etcd, kube-apiserver, controller-manager, scheduler, kwok, moto"
+		if realNode {
+			what += ", and a real node (kubelet + containerd) for the real worker containers"
+		}
+		step("Building (once, cached) and starting the local stack: %s", what)
 		bins, err := cluster.EnsureBinaries(root)
 		if err != nil {
 			return err
 		}
 		t0 := time.Now()
-		c, err = cluster.Start(ctx, cluster.Options{Dir: stackDir, Bins: bins, SQS: true, Progress: indent{}})
+		c, err = cluster.Start(ctx, cluster.Options{Dir: stackDir, Bins: bins, SQS: true, RealNode: realNode, Progress: indent{}})
 		if err != nil {
 			return err
 		}
@@ -152,8 +157,12 @@ func run() error {
 	}
 	defer logFile.Close()
 	disp := exec.Command(bin, "--kubeconfig="+c.Kubeconfig, "--leader-election-namespace="+namespace,
-		"--metrics-bind-address=127.0.0.1:0", "--metrics-secure=false", "--health-probe-bind-address=0")
+		"--metrics-bind-address=127.0.0.1:0", "--metrics-secure=false", "--health-probe-bind-address=0",
+		// moto is a custom endpoint on loopback: allow it, and (for the examples' pod identity) let the process's own
+		// AWS credentials go there; moto takes any key.
+		"--allowed-endpoints=127.0.0.1:*,localhost:*", "--allow-ambient-credentials-on-custom-endpoints")
 	disp.Stdout, disp.Stderr = logFile, logFile
+	disp.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID=demo", "AWS_SECRET_ACCESS_KEY=demo", "AWS_EC2_METADATA_DISABLED=true")
 	disp.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := disp.Start(); err != nil {
 		return fmt.Errorf("starting the dispatcher: %w", err)
@@ -171,6 +180,9 @@ func run() error {
 	}
 	if mode != "count" {
 		if err := messageDemo(ctx, root, c, cl, kubectl); err != nil {
+			return err
+		}
+		if err := realWorkersDemo(ctx, c, cl, kubectl); err != nil {
 			return err
 		}
 	}
