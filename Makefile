@@ -24,12 +24,12 @@ demo-message: prereqs binaries ## Only the message-mode part of the demo: one Jo
 test: prereqs binaries test-unit test-e2e ## Every test: unit, controller and end-to-end (builds what it needs)
 
 .PHONY: test-unit
-test-unit: prereqs ## Fast tests only (pure decision code, fakes, the Service Bus fake); no cluster
+test-unit: prereqs helm ## Fast tests only (pure decision code, fakes, the Service Bus fake); no cluster
 	@echo "==> unit tests"
 	$(GO) test -race -count=1 $(UNIT_PKGS)
 
 .PHONY: test-e2e
-test-e2e: prereqs binaries ## End-to-end tests on the local control plane, moto and the Pub/Sub emulator
+test-e2e: prereqs binaries helm ## End-to-end tests on the local control plane, moto and the Pub/Sub emulator
 	@echo "==> end-to-end tests (each test package starts its own local stack)"
 	$(GO) test -count=1 -p 1 -timeout $(E2E_TIMEOUT) ./e2e/...
 
@@ -51,6 +51,10 @@ prereqs:
 binaries: ## Build and cache etcd, the control plane, the kubelet, kubectl, kwok and promtool (about 19 min cold, instant warm)
 	@echo "==> control-plane binaries (cached under $(KUBEDISPATCH_CACHE)/bin; the first build takes about 17 minutes on 2 cores)"
 	@bash hack/build-binaries.sh >/dev/null
+
+.PHONY: helm
+helm: ## Build and cache helm (hack/build-helm.sh; about 5 minutes cold, instant warm), for the chart's tests
+	@bash hack/build-helm.sh >/dev/null
 
 .PHONY: cluster-up
 cluster-up: prereqs binaries ## Start the local stack in the background; writes .local/cluster.env (REAL_NODE=1 adds a real node: kubelet + containerd)

@@ -1,15 +1,22 @@
 package deploy
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 
 	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
+	"sigs.k8s.io/yaml"
 )
 
 // RBAC is the RBAC of a rendered kustomization, each kind in kustomize's output order.
@@ -108,4 +115,173 @@ patches:
 		}
 	}
 	return nil
+}
+
+// Render builds the kustomization in dir as `kubectl kustomize dir` does and returns its objects in kustomize's
+// output order.
+func Render(dir string) ([]*unstructured.Unstructured, error) {
+	m, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), dir)
+	if err != nil {
+		return nil, fmt.Errorf("building the kustomization %s: %w", dir, err)
+	}
+	out := make([]*unstructured.Unstructured, 0, len(m.Resources()))
+	for _, r := range m.Resources() {
+		obj, err := r.Map()
+		if err != nil {
+			return nil, fmt.Errorf("reading %s %s: %w", r.GetKind(), r.GetName(), err)
+		}
+		out = append(out, &unstructured.Unstructured{Object: obj})
+	}
+	return out, nil
+}
+
+// LocalSettings are what overlays/local cannot know in advance: the port of the local stack's API server (on
+// 127.0.0.1) and, since the dispatcher runs in the host's network, free host ports for its probes and /metrics.
+type LocalSettings struct {
+	APIServerPort int
+	ProbePort     int // 0: 18081, as overlays/local has it
+	MetricsPort   int // 0: 18443, as overlays/local has it
+}
+
+// WriteLocalOverlay writes into dir an overlay of deployDir/overlays/local with the settings s, for
+// `kubectl apply -k dir`. dir must be outside deployDir (kustomize refuses an overlay inside its base).
+func WriteLocalOverlay(dir, deployDir string, s LocalSettings) error {
+	if s.APIServerPort <= 0 {
+		return fmt.Errorf("writing the local overlay: API server port %d", s.APIServerPort)
+	}
+	if s.ProbePort == 0 {
+		s.ProbePort = 18081
+	}
+	if s.MetricsPort == 0 {
+		s.MetricsPort = 18443
+	}
+	base, err := relativeDir(dir, filepath.Join(deployDir, "overlays", "local"))
+	if err != nil {
+		return err
+	}
+	k := fmt.Sprintf(`# Written by deploy.WriteLocalOverlay: overlays/local with this host's ports.
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - %s
+patches:
+  - patch: |-
+      apiVersion: apps/v1
+      kind: Deployment
+      metadata:
+        name: kubedispatch-dispatcher
+        namespace: kubedispatch-system
+      spec:
+        template:
+          spec:
+            containers:
+              - name: dispatcher
+                env:
+                  - name: KUBERNETES_SERVICE_PORT
+                    value: "%d"
+                  - name: KUBEDISPATCH_HEALTH_PROBE_BIND_ADDRESS
+                    value: ":%d"
+                  - name: KUBEDISPATCH_METRICS_BIND_ADDRESS
+                    value: ":%d"
+                ports:
+                  - $patch: replace
+                  - name: metrics
+                    containerPort: %d
+                    protocol: TCP
+                  - name: probes
+                    containerPort: %d
+                    protocol: TCP
+`, base, s.APIServerPort, s.ProbePort, s.MetricsPort, s.MetricsPort, s.ProbePort)
+	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o644); err != nil {
+		return fmt.Errorf("writing the local overlay: %w", err)
+	}
+	return nil
+}
+
+// relativeDir returns target as a slash-separated path relative to dir.
+func relativeDir(dir, target string) (string, error) {
+	absDir, err := filepath.Abs(dir)
+	if err != nil {
+		return "", fmt.Errorf("resolving %s: %w", dir, err)
+	}
+	absTarget, err := filepath.Abs(target)
+	if err != nil {
+		return "", fmt.Errorf("resolving %s: %w", target, err)
+	}
+	rel, err := filepath.Rel(absDir, absTarget)
+	if err != nil {
+		return "", fmt.Errorf("locating %s from %s: %w", target, dir, err)
+	}
+	return filepath.ToSlash(rel), nil
+}
+
+// EnsureHelm returns the path of the helm binary that hack/build-helm.sh (under root, the repository) builds once and
+// caches by version; a cold build takes a few minutes, its progress goes to stderr.
+func EnsureHelm(root string) (string, error) {
+	cmd := exec.Command("bash", filepath.Join(root, "hack", "build-helm.sh"))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("running hack/build-helm.sh: %w", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	path := strings.TrimSpace(lines[len(lines)-1])
+	if _, err := os.Stat(path); err != nil {
+		return "", fmt.Errorf("finding helm after hack/build-helm.sh: %w", err)
+	}
+	return path, nil
+}
+
+// WriteValues writes values as a Helm values file at path.
+func WriteValues(path string, values map[string]any) error {
+	b, err := yaml.Marshal(values)
+	if err != nil {
+		return fmt.Errorf("encoding Helm values: %w", err)
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		return fmt.Errorf("writing Helm values: %w", err)
+	}
+	return nil
+}
+
+// HelmTemplate runs `helm template release chart --namespace namespace --include-crds` with values (nil: the
+// chart's defaults) and returns the rendered objects in helm's order.
+func HelmTemplate(helm, chart, release, namespace string, values map[string]any) ([]*unstructured.Unstructured, error) {
+	dir, err := os.MkdirTemp("", "kubedispatch-helm-")
+	if err != nil {
+		return nil, fmt.Errorf("creating a values directory: %w", err)
+	}
+	defer func() { _ = os.RemoveAll(dir) }()
+	valuesFile := filepath.Join(dir, "values.yaml")
+	if err := WriteValues(valuesFile, values); err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(helm, "template", release, chart, "--namespace", namespace, "--include-crds", "--values", valuesFile)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("rendering the chart %s: %w: %s", chart, err, strings.TrimSpace(stderr.String()))
+	}
+	return DecodeObjects(out)
+}
+
+// DecodeObjects splits a multi-document YAML stream (kubectl or helm output) into objects, skipping empty documents.
+func DecodeObjects(b []byte) ([]*unstructured.Unstructured, error) {
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
+	var out []*unstructured.Unstructured
+	for {
+		var obj map[string]any
+		err := dec.Decode(&obj)
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("decoding object %d: %w", len(out)+1, err)
+		}
+		if len(obj) == 0 {
+			continue
+		}
+		out = append(out, &unstructured.Unstructured{Object: obj})
+	}
 }

@@ -43,3 +43,9 @@ if [ "$size" -gt 262144 ]; then
   echo "generate.sh: $crd is $size bytes, above the 256 KiB kubectl apply limit" >&2
   exit 1
 fi
+
+# The Helm chart carries copies of the CRDs and of the generated ClusterRole (a chart cannot read files outside its
+# directory); deploy/helm_test.go fails when they differ.
+rm -f deploy/helm/kubedispatch/crds/*.yaml
+cp deploy/crd/kubedispatch.io_*.yaml deploy/helm/kubedispatch/crds/
+cp deploy/rbac/role.yaml deploy/helm/kubedispatch/files/manager-role.yaml

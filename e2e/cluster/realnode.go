@@ -223,8 +223,9 @@ func (c *Cluster) prepareRealNode(kubelet string, ports []int) (tools realNodeTo
 }
 
 // realNodeControllers is added to the controller-manager's --controllers with a real node: pods' service-account
-// token volumes carry the kube-root-ca.crt ConfigMap, which the kubelet must find to start them.
-const realNodeControllers = ",root-ca-cert-publisher"
+// token volumes carry the kube-root-ca.crt ConfigMap, which the kubelet must find to start them, and the installed
+// dispatcher is a Deployment, which needs the deployment and replica-set controllers to get its pod.
+const realNodeControllers = ",root-ca-cert-publisher,deployment-controller,replicaset-controller"
 
 // startRealNode starts containerd, imports the pause image, starts the kubelet and waits until the node is Ready.
 func (c *Cluster) startRealNode(ctx context.Context, opts Options, tools realNodeTools, pki *realPKI, progress io.Writer, watched []*process) error {
