@@ -596,25 +596,8 @@ func rbacOf(t *testing.T, objs []*unstructured.Unstructured) *RBAC {
 		if o.GetAPIVersion() != rbacv1.SchemeGroupVersion.String() {
 			continue
 		}
-		var into any
-		switch o.GetKind() {
-		case "ClusterRole":
-			out.ClusterRoles = append(out.ClusterRoles, rbacv1.ClusterRole{})
-			into = &out.ClusterRoles[len(out.ClusterRoles)-1]
-		case "ClusterRoleBinding":
-			out.ClusterRoleBindings = append(out.ClusterRoleBindings, rbacv1.ClusterRoleBinding{})
-			into = &out.ClusterRoleBindings[len(out.ClusterRoleBindings)-1]
-		case "Role":
-			out.Roles = append(out.Roles, rbacv1.Role{})
-			into = &out.Roles[len(out.Roles)-1]
-		case "RoleBinding":
-			out.RoleBindings = append(out.RoleBindings, rbacv1.RoleBinding{})
-			into = &out.RoleBindings[len(out.RoleBindings)-1]
-		default:
-			t.Fatalf("unexpected RBAC kind %s (%s)", o.GetKind(), o.GetName())
-		}
-		if err := runtime.DefaultUnstructuredConverter.FromUnstructuredWithValidation(o.Object, into, true); err != nil {
-			t.Fatalf("decoding %s %s: %v", o.GetKind(), o.GetName(), err)
+		if err := out.add(o.GetKind(), o.GetName(), o.Object); err != nil {
+			t.Fatal(err)
 		}
 	}
 	return out

@@ -43,28 +43,36 @@ func RenderRBAC(dir string) (*RBAC, error) {
 		if err != nil {
 			return nil, fmt.Errorf("reading %s %s: %w", r.GetKind(), r.GetName(), err)
 		}
-		var into any
-		switch r.GetKind() {
-		case "ClusterRole":
-			out.ClusterRoles = append(out.ClusterRoles, rbacv1.ClusterRole{})
-			into = &out.ClusterRoles[len(out.ClusterRoles)-1]
-		case "ClusterRoleBinding":
-			out.ClusterRoleBindings = append(out.ClusterRoleBindings, rbacv1.ClusterRoleBinding{})
-			into = &out.ClusterRoleBindings[len(out.ClusterRoleBindings)-1]
-		case "Role":
-			out.Roles = append(out.Roles, rbacv1.Role{})
-			into = &out.Roles[len(out.Roles)-1]
-		case "RoleBinding":
-			out.RoleBindings = append(out.RoleBindings, rbacv1.RoleBinding{})
-			into = &out.RoleBindings[len(out.RoleBindings)-1]
-		default:
-			return nil, fmt.Errorf("unexpected RBAC kind %s (%s)", r.GetKind(), r.GetName())
-		}
-		if err := runtime.DefaultUnstructuredConverter.FromUnstructuredWithValidation(obj, into, true); err != nil {
-			return nil, fmt.Errorf("decoding %s %s: %w", r.GetKind(), r.GetName(), err)
+		if err := out.add(r.GetKind(), r.GetName(), obj); err != nil {
+			return nil, err
 		}
 	}
 	return out, nil
+}
+
+// add decodes one RBAC object of kind (Role, ClusterRole or a binding) into rbac.
+func (rbac *RBAC) add(kind, name string, obj map[string]any) error {
+	var into any
+	switch kind {
+	case "ClusterRole":
+		rbac.ClusterRoles = append(rbac.ClusterRoles, rbacv1.ClusterRole{})
+		into = &rbac.ClusterRoles[len(rbac.ClusterRoles)-1]
+	case "ClusterRoleBinding":
+		rbac.ClusterRoleBindings = append(rbac.ClusterRoleBindings, rbacv1.ClusterRoleBinding{})
+		into = &rbac.ClusterRoleBindings[len(rbac.ClusterRoleBindings)-1]
+	case "Role":
+		rbac.Roles = append(rbac.Roles, rbacv1.Role{})
+		into = &rbac.Roles[len(rbac.Roles)-1]
+	case "RoleBinding":
+		rbac.RoleBindings = append(rbac.RoleBindings, rbacv1.RoleBinding{})
+		into = &rbac.RoleBindings[len(rbac.RoleBindings)-1]
+	default:
+		return fmt.Errorf("unexpected RBAC kind %s (%s)", kind, name)
+	}
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructuredWithValidation(obj, into, true); err != nil {
+		return fmt.Errorf("decoding %s %s: %w", kind, name, err)
+	}
+	return nil
 }
 
 // WriteNamespacedSecretsOverlay writes into dir the overlay that docs/security.md ("Secrets only in some namespaces")
