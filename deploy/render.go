@@ -19,6 +19,14 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
+
+// The namespace of the install and the dispatcher's ServiceAccount, as deploy/ and the chart (release
+// "kubedispatch") name them.
+const (
+	Namespace      = "kubedispatch-system"
+	ServiceAccount = "kubedispatch-dispatcher"
+)
+
 // RBAC is the RBAC of a rendered kustomization, each kind in kustomize's output order.
 type RBAC struct {
 	ClusterRoles        []rbacv1.ClusterRole

@@ -30,8 +30,8 @@ import (
 
 // The namespace and ServiceAccount that deploy/ binds its roles to; the test moves them to its own namespaces.
 const (
-	deployNamespace = "kubedispatch-system"
-	dispatcherSA    = "kubedispatch-dispatcher"
+	deployNamespace = deploy.Namespace
+	dispatcherSA    = deploy.ServiceAccount
 )
 
 // TestRBAC runs the dispatcher with exactly the RBAC that deploy/ renders (and, in the second case, deploy/ with the

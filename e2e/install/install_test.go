@@ -28,8 +28,8 @@ import (
 
 // The namespace and ServiceAccount of deploy/ (and of the chart with release "kubedispatch").
 const (
-	deployNamespace = "kubedispatch-system"
-	dispatcherSA    = "kubedispatch-dispatcher"
+	deployNamespace = deploy.Namespace
+	dispatcherSA    = deploy.ServiceAccount
 )
 
 // install is a dispatcher installed for a test.
