@@ -19,7 +19,6 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-
 // The namespace of the install and the dispatcher's ServiceAccount, as deploy/ and the chart (release
 // "kubedispatch") name them.
 const (
