@@ -49,7 +49,7 @@ prereqs:
 
 .PHONY: binaries
 binaries: ## Build and cache etcd, the control plane, the kubelet, kubectl, kwok and promtool (about 19 min cold, instant warm)
-	@echo "==> control-plane binaries (cached under $(KUBEDISPATCH_CACHE)/bin; the first build takes about 17 minutes on 2 cores)"
+	@echo "==> control-plane binaries (cached under $(KUBEDISPATCH_CACHE)/bin; the first build takes about 19 minutes on 2 cores)"
 	@bash hack/build-binaries.sh >/dev/null
 
 .PHONY: helm
