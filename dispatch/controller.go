@@ -234,7 +234,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		r.messages.Stop(keyOf(&sj)) // no message is received while the spec is invalid
 		r.Metrics.ScaledJobInvalid.WithLabelValues(sj.Namespace, sj.Name).Set(1)
 		r.Metrics.TickDuration.WithLabelValues("invalid").Observe(r.Clock.Since(start).Seconds())
-		r.Metrics.Ticks.WithLabelValues(sj.Namespace, sj.Name).Inc()
+		// ticks_total counts ticks whose status write is done, so a reader that waits for it sees their status.
+		defer r.Metrics.Ticks.WithLabelValues(sj.Namespace, sj.Name).Inc()
 		r.setCondition(&sj, status, v1alpha1.ConditionReady, metav1.ConditionFalse, ReasonInvalidSpec, msg)
 		r.setCondition(&sj, status, v1alpha1.ConditionActive, metav1.ConditionFalse, ReasonInvalidSpec, "no Jobs are created until the spec is fixed")
 		status.LastDecision = &v1alpha1.Decision{Time: metav1.NewTime(r.Clock.Now()), Reason: "no Jobs: the spec is invalid: " + apilimit.Truncate(msg, 500)}
@@ -405,8 +406,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		result = "error"
 	}
 	r.Metrics.TickDuration.WithLabelValues(result).Observe(r.Clock.Since(start).Seconds())
-	r.Metrics.Ticks.WithLabelValues(sj.Namespace, sj.Name).Inc()
-	if err := r.writeStatus(ctx, &sj, status); err != nil {
+	err := r.writeStatus(ctx, &sj, status)
+	r.Metrics.Ticks.WithLabelValues(sj.Namespace, sj.Name).Inc() // after the status write, which a reader then sees
+	if err != nil {
 		if apierrors.IsConflict(err) {
 			// The ScaledJob changed while this tick ran (an edit, a pause): tick again on the new version.
 			return ctrl.Result{RequeueAfter: 100 * time.Millisecond}, nil

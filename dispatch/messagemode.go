@@ -110,8 +110,9 @@ func (r *Reconciler) reconcileMessage(ctx context.Context, sj *v1alpha1.ScaledJo
 	if obs.jobs != nil {
 		actErr = errors.Join(actErr, r.pruneHistory(ctx, sj, message.Prunable(obs.jobs, r.Clock.Now())))
 	}
-	r.Metrics.Ticks.WithLabelValues(sj.Namespace, sj.Name).Inc()
-	if err := r.writeStatus(ctx, sj, status); err != nil {
+	err := r.writeStatus(ctx, sj, status)
+	r.Metrics.Ticks.WithLabelValues(sj.Namespace, sj.Name).Inc() // after the status write, which a reader then sees
+	if err != nil {
 		return ctrl.Result{RequeueAfter: 100 * time.Millisecond}, nil //nolint:nilerr // a conflict or a transient write error: retry soon
 	}
 	if obs.jobsErr != nil {

@@ -127,9 +127,15 @@ func TestMixedTriggersCalculation(t *testing.T) {
 				}
 				sj.Annotations["e2e.kubedispatch.io/nudge"] = strconv.FormatInt(nudged.UnixNano(), 10)
 			})
-			sj = f.WaitTicks(sjName, before, 1)
-			if n, d := jobCount(f, sjName), sj.Status.LastDecision; n != tc.want || d.JobsCreated != 0 {
-				t.Errorf("after one more tick: %d Jobs, want %d; decision created %d (%s), want 0", n, tc.want, d.JobsCreated, d.Reason)
+			f.WaitTicks(sjName, before, 1)
+			// The tick counter moves just before the tick's status write: wait for the write, not only the count.
+			running := fmt.Sprintf("%d running", tc.want)
+			f.Eventually("the next tick's decision of "+sjName, time.Minute, func() (bool, error) {
+				d := f.ScaledJob(sjName).Status.LastDecision
+				return d != nil && d.JobsCreated == 0 && strings.Contains(d.Reason, running), fmt.Errorf("last decision %+v", d)
+			})
+			if n := jobCount(f, sjName); n != tc.want {
+				t.Errorf("after one more tick: %d Jobs, want %d", n, tc.want)
 			}
 		})
 	}
