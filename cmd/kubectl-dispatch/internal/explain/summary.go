@@ -24,6 +24,12 @@ func PrintSummary(w io.Writer, x Explanation, now time.Time) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%t\t%s\n", t.Name, t.Type, ftoa(t.Backlog), ftoa(t.Target), t.Active, errText)
 	}
 	_ = tw.Flush() // writes to a bytes.Buffer cannot fail
+	if x.Replicas.Window != "" {
+		fmt.Fprintf(&b, "Capacity: %s\n", x.Replicas.Window)
+	}
+	if x.Replicas.NextWindowChange != "" {
+		fmt.Fprintf(&b, "Next capacity change: %s\n", x.Replicas.NextWindowChange)
+	}
 	fmt.Fprintf(&b, "Jobs: %d running (%d pending), %d succeeded, %d failed\n", x.Jobs.Running, x.Jobs.Pending, x.Jobs.Succeeded, x.Jobs.Failed)
 	tw = tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
 	for _, j := range x.Unfinished {
