@@ -85,7 +85,6 @@ type Reconciler struct {
 
 	once         sync.Once
 	due          sync.Map // ScaledJob key -> time.Time its next poll is due
-	runs         sync.Map // ScaledJob key -> runsMemo of its runsPerWindow occurrence
 	expectations *expectations
 	sourceCache  *sourceCache
 	pollers      *Pollers
@@ -318,7 +317,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		r.setCondition(&sj, status, v1alpha1.ConditionActive, metav1.ConditionUnknown, ReasonJobListError, "activity is unknown until the Jobs can be counted")
 	default:
 		r.Metrics.ScaledJobInvalid.WithLabelValues(sj.Namespace, sj.Name).Set(0)
-		runAnnotations := r.applyRuns(ctx, &sj, status, &obs)
+		runs := r.applyRuns(ctx, &sj, status, &obs)
 		decision = Decide(r.inputs(&sj, obs, ev.Limits))
 		if wr := ev.Reason(windows); wr != "" {
 			decision.Reason = wr + "; " + decision.Reason
@@ -350,8 +349,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 
 		// 3. Act: create the Jobs the decision asks for.
+		var runAnnotations map[string]string
+		if runs != nil {
+			runAnnotations = runs.annotations
+		}
 		created, err := r.createJobs(ctx, &sj, decision.Create, runAnnotations)
-		r.countRuns(&sj, status, runAnnotations, created)
+		countRuns(status, runs, created)
 		actErr = errors.Join(actErr, err)
 		if decision.Create > 0 {
 			status.LastDispatchTime = &now
@@ -587,7 +590,6 @@ func (r *Reconciler) forget(namespace, name string) {
 	key := namespace + "/" + name
 	r.Metrics.forget(namespace, name)
 	r.due.Delete(key)
-	r.runs.Delete(key)
 	r.pollers.Stop(key)
 	r.messages.Stop(key)
 	r.sourceCache.forget(key)

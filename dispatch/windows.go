@@ -129,17 +129,21 @@ func (r *Reconciler) terminateExcess(ctx context.Context, sj *v1alpha1.ScaledJob
 	return nil
 }
 
-// runsMemo is this process's count of Jobs created for a runsPerWindow occurrence: the cache and the status may
-// not show the latest creations yet.
-type runsMemo struct {
-	occurrence string
-	created    int64
+// runPlan is what applyRuns decided for a runsPerWindow occurrence being served: the annotations its Jobs carry,
+// and what countRuns needs to record the Jobs created for it.
+type runPlan struct {
+	annotations map[string]string
+	trigger     string
+	runs        int64
+	start       time.Time
 }
 
 // applyRuns turns a runsPerWindow trigger's reading into the Jobs its occurrence still wants (runsPerWindow minus
-// those created for it), records the occurrence in status and reports a missed one. It returns the annotations the
-// Jobs created now must carry (nil when no occurrence is being served).
-func (r *Reconciler) applyRuns(ctx context.Context, sj *v1alpha1.ScaledJob, status *v1alpha1.ScaledJobStatus, obs *observation) map[string]string {
+// those created for it), records the occurrence in status and reports a missed one. The Jobs created for it are
+// those carrying its annotation plus this process's creations the cache does not show yet (only an occurrence
+// being served gets Jobs: validation makes the trigger the ScaledJob's only one, without a baseline), and at least
+// the count in status. The plan is nil when no occurrence is being served.
+func (r *Reconciler) applyRuns(ctx context.Context, sj *v1alpha1.ScaledJob, status *v1alpha1.ScaledJobStatus, obs *observation) *runPlan {
 	// Records of triggers that are gone, or no longer runsPerWindow, go.
 	kept := status.WindowRuns[:0:0]
 	for _, run := range status.WindowRuns {
@@ -151,18 +155,15 @@ func (r *Reconciler) applyRuns(ctx context.Context, sj *v1alpha1.ScaledJob, stat
 		}
 	}
 	status.WindowRuns = kept
-	var annotations map[string]string
+	var plan *runPlan
 	for idx, occ := range obs.occurrences {
 		reading := &obs.readings[idx]
 		key := capacity.OccurrenceKey(occ.Start)
-		var created int64
+		created := obs.unseen
 		for i := range obs.jobs {
 			if obs.jobs[i].Annotations[v1alpha1.AnnotationWindowOccurrence] == key {
 				created++
 			}
-		}
-		if m, ok := r.runs.Load(keyOf(sj)); ok && m.(runsMemo).occurrence == key {
-			created = max(created, m.(runsMemo).created)
 		}
 		out := capacity.Runs(capacity.RunsInputs{Trigger: reading.Name, Occurrence: *occ, Record: windowRun(status, reading.Name),
 			Created: created, Now: r.Clock.Now(), ScaledJobCreated: sj.CreationTimestamp.Time})
@@ -180,31 +181,21 @@ func (r *Reconciler) applyRuns(ctx context.Context, sj *v1alpha1.ScaledJob, stat
 			logr.FromContextOrDiscard(ctx).Info("Missed a window occurrence", "trigger", reading.Name, "occurrence", key)
 		}
 		if out.Serving {
-			annotations = map[string]string{v1alpha1.AnnotationWindowOccurrence: key}
-			r.runs.Store(keyOf(sj), runsMemo{occurrence: key, created: created})
+			plan = &runPlan{annotations: map[string]string{v1alpha1.AnnotationWindowOccurrence: key}, trigger: reading.Name,
+				runs: occ.Runs, start: occ.Start}
 		}
 	}
-	return annotations
+	return plan
 }
 
-// countRuns adds the Jobs just created for the occurrence in annotations to the memo and the status record.
-func (r *Reconciler) countRuns(sj *v1alpha1.ScaledJob, status *v1alpha1.ScaledJobStatus, annotations map[string]string, created int64) {
-	key, ok := annotations[v1alpha1.AnnotationWindowOccurrence]
-	if !ok || created == 0 {
+// countRuns adds the Jobs just created for the occurrence of plan to its status record.
+func countRuns(status *v1alpha1.ScaledJobStatus, plan *runPlan, created int64) {
+	if plan == nil || created == 0 {
 		return
 	}
-	m, _ := r.runs.Load(keyOf(sj))
-	memo, _ := m.(runsMemo)
-	if memo.occurrence != key {
-		memo = runsMemo{occurrence: key}
-	}
-	memo.created += created
-	r.runs.Store(keyOf(sj), memo)
-	for i := range status.WindowRuns {
-		if capacity.OccurrenceKey(status.WindowRuns[i].Occurrence.Time) == key {
-			status.WindowRuns[i].Created = int32(min(memo.created, 1<<31-1))
-			status.WindowRuns[i].Message = fmt.Sprintf("%d Jobs created for the window that opened at %s", memo.created, status.WindowRuns[i].Occurrence.UTC().Format(time.RFC3339))
-		}
+	if rec := windowRun(status, plan.trigger); rec != nil {
+		rec.Created = int32(min(int64(rec.Created)+created, 1<<31-1))
+		rec.Message = capacity.RunMessage(int64(rec.Created), plan.runs, plan.start)
 	}
 }
 

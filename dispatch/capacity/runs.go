@@ -44,6 +44,11 @@ func OccurrenceKey(start time.Time) string {
 	return start.UTC().Format(time.RFC3339)
 }
 
+// RunMessage is a served occurrence's status message.
+func RunMessage(created, runs int64, start time.Time) string {
+	return fmt.Sprintf("%d of %d Jobs created for the window that opened at %s", created, runs, start.UTC().Format(time.RFC3339))
+}
+
 // Runs decides a runsPerWindow occurrence: exactly Runs Jobs per occurrence in total. An occurrence seen for the
 // first time is served if it is open and, with a starting deadline, only if it began at most that long ago (then
 // also after its close: a late start after downtime); otherwise it is recorded as missed, with no Jobs. An
@@ -70,7 +75,7 @@ func Runs(in RunsInputs) RunsOutcome {
 		if created != int64(rec.Created) || rec.Message == "" {
 			r := *rec
 			r.Created = int32(min(created, 1<<31-1))
-			r.Message = fmt.Sprintf("%d of %d Jobs created for the window that opened at %s", created, occ.Runs, occ.Start.Format(time.RFC3339))
+			r.Message = RunMessage(created, occ.Runs, occ.Start)
 			out.Record = &r
 		}
 		return out
@@ -86,7 +91,7 @@ func Runs(in RunsInputs) RunsOutcome {
 	if servable && in.Created < occ.Runs {
 		return RunsOutcome{Want: occ.Runs - in.Created, Serving: true, Record: &v1alpha1.WindowRun{Trigger: in.Trigger, Occurrence: start,
 			Created: int32(min(in.Created, 1<<31-1)),
-			Message: fmt.Sprintf("%d of %d Jobs created for the window that opened at %s", in.Created, occ.Runs, occ.Start.Format(time.RFC3339))}}
+			Message: RunMessage(in.Created, occ.Runs, occ.Start)}}
 	}
 	if servable || in.Created > 0 {
 		return RunsOutcome{}

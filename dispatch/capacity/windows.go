@@ -205,8 +205,7 @@ func (ev Evaluation) until(ws []Window, name string) string {
 	return "?"
 }
 
-// FormatTime renders a window boundary on its own time zone: "05:00 Europe/Berlin", with the date when it is not
-// within the next 24 hours of the previous boundary's day ("2026-12-24 05:00 Europe/Berlin").
+// FormatTime renders a window boundary on its own time zone: "2026-12-24 05:00 Europe/Berlin" ("never" for zero).
 func FormatTime(t time.Time, timezone string) string {
 	if t.IsZero() {
 		return "never"
