@@ -10,7 +10,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubedispatch/kubedispatch/api/v1alpha1"
-	"github.com/kubedispatch/kubedispatch/dispatch"
 	"github.com/kubedispatch/kubedispatch/e2e/framework"
 )
 
@@ -43,15 +42,10 @@ func waitUntil(f *framework.F, t time.Time) {
 	})
 }
 
-// unfinished counts the ScaledJob's unfinished Jobs (without a deletion timestamp) and all its Jobs.
+// unfinished counts the ScaledJob's unfinished Jobs and all its Jobs.
 func unfinished(f *framework.F, name string) (open, total int) {
 	jobs := f.JobsOf(name)
-	for i := range jobs {
-		if !dispatch.IsFinished(&jobs[i]) && jobs[i].DeletionTimestamp.IsZero() {
-			open++
-		}
-	}
-	return open, len(jobs)
+	return framework.Unfinished(jobs), len(jobs)
 }
 
 // peak samples the most unfinished Jobs of a ScaledJob seen between calls to Reset and Max.
