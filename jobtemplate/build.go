@@ -44,7 +44,9 @@ var ErrNoContainers = errors.New("spec.jobTargetRef.template.spec.containers: at
 //
 // The Job's labels are sj's labels overlaid with v1alpha1.LabelScaledJob and the app.kubernetes.io labels (name
 // and part-of set to sj's name, managed-by kubedispatch, component job); the pod template keeps its own labels
-// and gains v1alpha1.LabelScaledJob. The Job's annotations are sj's annotations, except kubectl's
+// and gains v1alpha1.LabelScaledJob. The pod template also gets sj's value of each label key in shardKeys (the
+// keys of the dispatcher's --watch-label-selector), and loses the key when sj has none, so that a pod matches the
+// shard's selector exactly when its ScaledJob does (the shard's pod cache holds its own pods, and only those). The Job's annotations are sj's annotations, except kubectl's
 // last-applied-configuration and keys of the kubedispatch.io/ prefix (such as the pause annotation), overlaid with
 // v1alpha1.AnnotationGeneration set to sj's generation. An empty restartPolicy becomes OnFailure.
 //
@@ -52,7 +54,7 @@ var ErrNoContainers = errors.New("spec.jobTargetRef.template.spec.containers: at
 // Validate, and a name from JobName or MessageJobName, the Job's name, labels and annotations are within what the
 // API server accepts (the ScaledJob's name is at most 63 characters, the template's labels are valid, and the
 // annotations leave room for the dispatcher's own).
-func Build(sj *v1alpha1.ScaledJob, name string) (*batchv1.Job, error) {
+func Build(sj *v1alpha1.ScaledJob, name string, shardKeys ...string) (*batchv1.Job, error) {
 	if len(sj.Spec.JobTargetRef.Template.Spec.Containers) == 0 {
 		return nil, fmt.Errorf("building job for ScaledJob %s/%s: %w", sj.Namespace, sj.Name, ErrNoContainers)
 	}
@@ -79,6 +81,7 @@ func Build(sj *v1alpha1.ScaledJob, name string) (*batchv1.Job, error) {
 	if spec.Template.Labels == nil {
 		spec.Template.Labels = make(map[string]string, 1)
 	}
+	setShardLabels(&spec.Template, sj, shardKeys)
 	spec.Template.Labels[v1alpha1.LabelScaledJob] = sj.Name
 	if spec.Template.Spec.RestartPolicy == "" {
 		spec.Template.Spec.RestartPolicy = corev1.RestartPolicyOnFailure
@@ -127,4 +130,17 @@ func shorten(prefix, suffix string, limit int) string {
 // does.
 func RandomSuffix() string {
 	return utilrand.String(SuffixLength)
+}
+
+// setShardLabels gives the pod template sj's value of each label key in shardKeys, and removes the keys sj does
+// not have: one rule for Build and BuildMessage (which applies it again after the parameters, so a to.podLabel
+// parameter cannot move a pod out of its shard).
+func setShardLabels(tmpl *corev1.PodTemplateSpec, sj *v1alpha1.ScaledJob, shardKeys []string) {
+	for _, k := range shardKeys {
+		if v, ok := sj.Labels[k]; ok {
+			tmpl.Labels[k] = v
+		} else {
+			delete(tmpl.Labels, k)
+		}
+	}
 }

@@ -84,10 +84,11 @@ func makeJob(name string, mods ...func(*batchv1.Job)) *batchv1.Job {
 
 func TestBuild(t *testing.T) {
 	tests := map[string]struct {
-		sj      *v1alpha1.ScaledJob
-		name    string
-		want    *batchv1.Job
-		wantErr error
+		sj        *v1alpha1.ScaledJob
+		name      string
+		shardKeys []string
+		want      *batchv1.Job
+		wantErr   error
 	}{
 		"minimal": {
 			sj:   makeScaledJob(),
@@ -137,6 +138,19 @@ func TestBuild(t *testing.T) {
 			sj:   makeScaledJob(func(sj *v1alpha1.ScaledJob) { sj.Labels = map[string]string{"team": "pdf"} }),
 			name: "test-abcde",
 			want: makeJob("test-abcde", func(j *batchv1.Job) { j.Labels["team"] = "pdf" }),
+		},
+		"shard keys: the ScaledJob's value reaches the pod template, a key it lacks is removed": {
+			sj: makeScaledJob(func(sj *v1alpha1.ScaledJob) {
+				sj.Labels = map[string]string{"kubedispatch.io/shard": "a", "team": "pdf"}
+				sj.Spec.JobTargetRef.Template.Labels = map[string]string{"kubedispatch.io/shard": "b", "zone": "x", "app": "pdf"}
+			}),
+			name:      "test-abcde",
+			shardKeys: []string{"kubedispatch.io/shard", "zone"},
+			want: makeJob("test-abcde", func(j *batchv1.Job) {
+				j.Labels["kubedispatch.io/shard"] = "a"
+				j.Labels["team"] = "pdf"
+				j.Spec.Template.Labels = map[string]string{"kubedispatch.io/shard": "a", "app": "pdf", "kubedispatch.io/scaledjob": "test"}
+			}),
 		},
 		"annotations: generation set, kubectl and kubedispatch.io keys not copied": {
 			sj: makeScaledJob(func(sj *v1alpha1.ScaledJob) {
@@ -197,7 +211,7 @@ func TestBuild(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			got, err := Build(tc.sj, tc.name)
+			got, err := Build(tc.sj, tc.name, tc.shardKeys...)
 			if !errors.Is(err, tc.wantErr) {
 				t.Fatalf("Build() error = %v, want %v", err, tc.wantErr)
 			}

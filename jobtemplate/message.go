@@ -121,14 +121,14 @@ func MessageJobName(sj *v1alpha1.ScaledJob, key string, attempt int32) string {
 //     to.podLabel, would push the pod template's annotations over their size limit, targets a container the
 //     template does not have, or would overwrite a label, annotation or variable BuildMessage sets itself;
 //   - an error when m.Attempt is less than 1.
-func BuildMessage(sj *v1alpha1.ScaledJob, m MessageInfo) (*batchv1.Job, *corev1.Secret, error) {
+func BuildMessage(sj *v1alpha1.ScaledJob, m MessageInfo, shardKeys ...string) (*batchv1.Job, *corev1.Secret, error) {
 	if m.Attempt < 1 {
 		return nil, nil, fmt.Errorf("building message Job for ScaledJob %s/%s: attempt %d of message %q is less than 1",
 			sj.Namespace, sj.Name, m.Attempt, m.ID)
 	}
 	key := MessageKey(m.Queue, m.ID)
 	name := MessageJobName(sj, key, m.Attempt)
-	job, err := Build(sj, name)
+	job, err := Build(sj, name, shardKeys...)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -186,6 +186,7 @@ func BuildMessage(sj *v1alpha1.ScaledJob, m MessageInfo) (*batchv1.Job, *corev1.
 			}
 		}
 	}
+	setShardLabels(tmpl, sj, shardKeys)
 
 	secret := &corev1.Secret{
 		TypeMeta: metav1.TypeMeta{APIVersion: corev1.SchemeGroupVersion.String(), Kind: "Secret"},

@@ -9,19 +9,14 @@ import (
 	"net/http"
 	"os"
 
-	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/selection"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -155,35 +150,6 @@ func metricsOptions(opts Options) metricsserver.Options {
 	return o
 }
 
-// trimPod keeps what the dispatcher reads of a pod (owner, labels, phase and conditions), so 10k cached pods stay
-// small: the spec, container statuses and annotations are dropped.
-func trimPod(obj any) (any, error) {
-	p, ok := obj.(*corev1.Pod)
-	if !ok {
-		return obj, nil
-	}
-	return &corev1.Pod{
-		TypeMeta: p.TypeMeta,
-		ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace, UID: p.UID, ResourceVersion: p.ResourceVersion,
-			Labels: p.Labels, OwnerReferences: p.OwnerReferences, DeletionTimestamp: p.DeletionTimestamp,
-			CreationTimestamp: p.CreationTimestamp},
-		Status: corev1.PodStatus{Phase: p.Status.Phase, Conditions: p.Status.Conditions},
-	}, nil
-}
-
-// trimJob drops a cached Job's pod template (most of its size): the dispatcher reads only a Job's metadata and
-// status. Jobs are never updated from the cache.
-func trimJob(obj any) (any, error) {
-	j, ok := obj.(*batchv1.Job)
-	if !ok {
-		return obj, nil
-	}
-	out := &batchv1.Job{TypeMeta: j.TypeMeta, ObjectMeta: j.ObjectMeta, Status: j.Status}
-	out.ManagedFields = nil
-	out.Spec = batchv1.JobSpec{Parallelism: j.Spec.Parallelism, Completions: j.Spec.Completions, Suspend: j.Spec.Suspend}
-	return out, nil
-}
-
 func restConfig(kubeconfig string) (*rest.Config, error) {
 	if kubeconfig != "" {
 		cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
@@ -197,34 +163,4 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 		return nil, fmt.Errorf("loading in-cluster config (set --kubeconfig to run outside a cluster): %w", err)
 	}
 	return cfg, nil
-}
-
-// cacheOptions restricts the informers: Jobs and pods only with the kubedispatch.io/scaledjob label, so memory
-// does not grow with the rest of the cluster's workload; namespaces and the ScaledJob selector from the flags.
-func cacheOptions(opts Options) (cache.Options, error) {
-	managed, err := labels.NewRequirement(v1alpha1.LabelScaledJob, selection.Exists, nil)
-	if err != nil {
-		return cache.Options{}, fmt.Errorf("building label selector: %w", err)
-	}
-	byManaged := labels.NewSelector().Add(*managed)
-	byObject := map[client.Object]cache.ByObject{
-		&batchv1.Job{}: {Label: byManaged, Transform: trimJob},
-		&corev1.Pod{}:  {Label: byManaged, Transform: trimPod},
-	}
-	if opts.WatchLabelSelector != "" {
-		sel, err := labels.Parse(opts.WatchLabelSelector)
-		if err != nil {
-			return cache.Options{}, fmt.Errorf("parsing --watch-label-selector %q: %w", opts.WatchLabelSelector, err)
-		}
-		byObject[&v1alpha1.ScaledJob{}] = cache.ByObject{Label: sel}
-	}
-	// Cached objects drop their managedFields (often half of a Job's size); pods keep only what counting needs.
-	co := cache.Options{ByObject: byObject, DefaultTransform: cache.TransformStripManagedFields()}
-	if ns := opts.Namespaces(); len(ns) > 0 {
-		co.DefaultNamespaces = map[string]cache.Config{}
-		for _, n := range ns {
-			co.DefaultNamespaces[n] = cache.Config{}
-		}
-	}
-	return co, nil
 }
