@@ -14,8 +14,10 @@ import (
 // fill it with each trigger package's Register function. It is safe for concurrent use.
 //
 // The Registry is also where the endpoint policy is enforced: before it builds a Source or a Receiver, it asks the
-// type's EndpointsFunc (if registered) which non-default endpoints the configuration points at and refuses the
-// configuration unless CheckEndpoint allows each of them under the Registry's EndpointPolicy.
+// type's EndpointsFunc which non-default endpoints the configuration points at and refuses the configuration unless
+// CheckEndpoint allows each of them under the Registry's EndpointPolicy. Every type must declare its endpoint rule
+// (an EndpointsFunc, or NoEndpoints for a type without an endpoint parameter): CheckEndpointRules refuses a
+// Registry in which one does not, and the dispatcher's Registry (package builtin) is checked before use.
 type Registry struct {
 	mu        sync.RWMutex
 	factories map[string]Factory
@@ -28,6 +30,15 @@ type Registry struct {
 // source would send to each; nil when it uses only its defaults (including endpoints the operator configured in the
 // dispatcher's environment). It returns the *ConfigError the source's factory would for a bad configuration.
 type EndpointsFunc func(cfg Config) ([]EndpointUse, error)
+
+// NoEndpoints is the endpoint rule of a trigger type that has no endpoint parameter (cron: it talks to no
+// service): its configurations never point at a non-default endpoint. Register it with RegisterEndpoints like any
+// EndpointsFunc, so that the type declares its rule explicitly.
+func NoEndpoints(Config) ([]EndpointUse, error) { return nil, nil }
+
+// ErrNoEndpointRule is returned (wrapped with the types) by CheckEndpointRules for trigger types registered without
+// an endpoint rule.
+var ErrNoEndpointRule = errors.New("no endpoint rule registered (RegisterEndpoints with an EndpointsFunc, or NoEndpoints)")
 
 // RegistryOption configures a Registry.
 type RegistryOption func(*Registry)
@@ -46,8 +57,9 @@ func NewRegistry(opts ...RegistryOption) *Registry {
 	return r
 }
 
-// RegisterEndpoints adds the function that describes triggerType's non-default endpoints. Every trigger type that
-// can talk to an endpoint chosen in its configuration must register one.
+// RegisterEndpoints adds the function that describes triggerType's non-default endpoints: its endpoint rule. Every
+// trigger type must register one; a type that cannot talk to an endpoint chosen in its configuration registers
+// NoEndpoints.
 func (r *Registry) RegisterEndpoints(triggerType string, f EndpointsFunc) error {
 	if triggerType == "" || f == nil {
 		return fmt.Errorf("registering endpoints of %q: empty trigger type or nil function", triggerType)
@@ -61,6 +73,31 @@ func (r *Registry) RegisterEndpoints(triggerType string, f EndpointsFunc) error 
 	return nil
 }
 
+// CheckEndpointRules returns an error wrapping ErrNoEndpointRule, naming the types, when a trigger type has a
+// Factory or a ReceiverFactory but no endpoint rule; nil when every type declares one. Call it once the Registry is
+// filled: a type without a rule would otherwise be built without the endpoint policy.
+func (r *Registry) CheckEndpointRules() error {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var missing []string
+	note := func(t string) {
+		if _, ok := r.endpoints[t]; !ok && !slices.Contains(missing, t) {
+			missing = append(missing, t)
+		}
+	}
+	for t := range r.factories {
+		note(t)
+	}
+	for t := range r.receivers {
+		note(t)
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	slices.Sort(missing)
+	return fmt.Errorf("trigger types %s: %w", strings.Join(missing, ", "), ErrNoEndpointRule)
+}
+
 // checkEndpoints applies the endpoint policy to cfg before build (the factory) runs, and returns what build built.
 // A configuration the endpoints function cannot read is one the factory refuses too, with the error written for
 // that mistake (such as message mode's "needs subscriptionName"): that error is returned; should the factory accept
@@ -72,6 +109,8 @@ func checkEndpoints[T io.Closer](r *Registry, cfg Config, build func() (T, error
 	f, policy := r.endpoints[cfg.Type], r.policy
 	r.mu.RUnlock()
 	if f == nil {
+		// Only in a Registry that CheckEndpointRules would refuse (test registries of a fake type): the
+		// dispatcher's and the kubectl plugin's are checked when builtin.Registry assembles them.
 		return build()
 	}
 	uses, err := f(cfg)

@@ -22,7 +22,8 @@ func TestRegistryEnforcesEndpointPolicy(t *testing.T) {
 		wantField string // of the *ConfigError; "" for success
 		wantBuilt bool
 	}{
-		"no endpoints function: built": {
+		// A Registry that CheckEndpointRules refuses (builtin.Registry checks the shipped one).
+		"no endpoint rule: built unchecked": {
 			wantBuilt: true,
 		},
 		"default endpoints: built": {
@@ -104,5 +105,46 @@ func TestRegisterEndpointsRejects(t *testing.T) {
 	}
 	if err := r.RegisterEndpoints("x", f); !errors.Is(err, ErrDuplicateType) {
 		t.Errorf("second registration: %v, want ErrDuplicateType", err)
+	}
+}
+
+// Every type with a Factory or a ReceiverFactory must declare its endpoint rule; NoEndpoints is the rule of a type
+// without an endpoint parameter, and such a type builds under the default (empty) policy.
+func TestCheckEndpointRules(t *testing.T) {
+	r := NewRegistry()
+	if err := r.CheckEndpointRules(); err != nil {
+		t.Errorf("empty registry: %v, want nil", err)
+	}
+	factory := func(context.Context, Config) (Source, error) { return &fakeSource{}, nil }
+	for _, typ := range []string{"source-only", "both", "described"} {
+		if err := r.Register(typ, factory); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, typ := range []string{"both", "receiver-only"} {
+		if err := r.RegisterReceiver(typ, func(context.Context, Config, string) (Receiver, error) { return nil, nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.RegisterEndpoints("described", func(Config) ([]EndpointUse, error) { return nil, nil }); err != nil {
+		t.Fatal(err)
+	}
+	err := r.CheckEndpointRules()
+	if !errors.Is(err, ErrNoEndpointRule) {
+		t.Fatalf("CheckEndpointRules = %v, want ErrNoEndpointRule", err)
+	}
+	if want := "trigger types both, receiver-only, source-only: " + ErrNoEndpointRule.Error(); err.Error() != want {
+		t.Errorf("CheckEndpointRules = %q, want %q", err, want)
+	}
+	for _, typ := range []string{"source-only", "both", "receiver-only"} {
+		if err := r.RegisterEndpoints(typ, NoEndpoints); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.CheckEndpointRules(); err != nil {
+		t.Errorf("every type declares its rule: %v, want nil", err)
+	}
+	if _, err := r.New(t.Context(), Config{Type: "source-only"}); err != nil {
+		t.Errorf("a NoEndpoints type under the empty policy: %v, want built", err)
 	}
 }

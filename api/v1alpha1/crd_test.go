@@ -1,13 +1,18 @@
 package v1alpha1
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"k8s.io/apiextensions-apiserver/pkg/apis/apiextensions"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	structuralschema "k8s.io/apiextensions-apiserver/pkg/apiserver/schema"
+	"k8s.io/apiextensions-apiserver/pkg/apiserver/schema/defaulting"
+	"k8s.io/client-go/util/jsonpath"
 	"sigs.k8s.io/yaml"
 )
 
@@ -83,6 +88,10 @@ func TestCRDMatchesGoDefaults(t *testing.T) {
 			path: []string{"spec", "scalingStrategy", "multipleScalersCalculation"}, wantDefault: DefaultMultipleScalersCalculation,
 			wantEnum: []any{CalculationMax, CalculationMin, CalculationAvg, CalculationSum},
 		},
+		"dispatch.mode": {
+			path: []string{"spec", "dispatch", "mode"}, wantDefault: ModeCount,
+			wantEnum: []any{ModeCount, ModeMessage},
+		},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -150,5 +159,85 @@ func TestCRDKeepsPodTemplateMetadata(t *testing.T) {
 		if _, ok := meta.Properties[field]; !ok {
 			t.Errorf("spec.jobTargetRef.template.metadata has no %s in the schema: it would be pruned", field)
 		}
+	}
+}
+
+// readCRD returns a generated CRD of deploy/crd.
+func readCRD(t *testing.T, file string) *apiextensionsv1.CustomResourceDefinition {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "deploy", "crd", file))
+	if err != nil {
+		t.Fatalf("reading generated CRD (run hack/generate.sh): %v", err)
+	}
+	var crd apiextensionsv1.CustomResourceDefinition
+	if err := yaml.UnmarshalStrict(b, &crd); err != nil {
+		t.Fatalf("decoding %s: %v", file, err)
+	}
+	return &crd
+}
+
+// TestCRDModeColumnShowsCount applies the API server's own defaulting (null pruning, then the structural schema's
+// defaults) to ScaledJobs that leave spec.dispatch out, and reads the Mode printer column from the result, as the
+// API server's table printer does for kubectl get: a count-mode ScaledJob must show "count", not an empty column.
+func TestCRDModeColumnShowsCount(t *testing.T) {
+	crd := readCRD(t, "kubedispatch.io_scaledjobs.yaml")
+	var version *apiextensionsv1.CustomResourceDefinitionVersion
+	for i := range crd.Spec.Versions {
+		if crd.Spec.Versions[i].Name == GroupVersion.Version {
+			version = &crd.Spec.Versions[i]
+		}
+	}
+	if version == nil {
+		t.Fatalf("the CRD has no version %s", GroupVersion.Version)
+	}
+	var internal apiextensions.JSONSchemaProps
+	if err := apiextensionsv1.Convert_v1_JSONSchemaProps_To_apiextensions_JSONSchemaProps(version.Schema.OpenAPIV3Schema, &internal, nil); err != nil {
+		t.Fatal(err)
+	}
+	structural, err := structuralschema.NewStructural(&internal)
+	if err != nil {
+		t.Fatalf("the CRD schema is not structural: %v", err)
+	}
+	var column string
+	for _, c := range version.AdditionalPrinterColumns {
+		if c.Name == "Mode" {
+			column = c.JSONPath
+		}
+	}
+	if column == "" {
+		t.Fatal("the CRD has no Mode printer column")
+	}
+	jp := jsonpath.New("Mode").AllowMissingKeys(true)
+	if err := jp.Parse("{" + column + "}"); err != nil {
+		t.Fatalf("parsing the Mode column's JSONPath %q: %v", column, err)
+	}
+
+	tests := map[string]struct {
+		spec string
+		want string
+	}{
+		"no dispatch":       {spec: `{"triggers":[{"type":"cron"}]}`, want: ModeCount},
+		"dispatch null":     {spec: `{"dispatch":null,"triggers":[{"type":"cron"}]}`, want: ModeCount},
+		"dispatch empty":    {spec: `{"dispatch":{},"triggers":[{"type":"cron"}]}`, want: ModeCount},
+		"dispatch, no mode": {spec: `{"dispatch":{"maxDeliveries":2},"triggers":[{"type":"cron"}]}`, want: ModeCount},
+		"mode count":        {spec: `{"dispatch":{"mode":"count"},"triggers":[{"type":"cron"}]}`, want: ModeCount},
+		"mode message":      {spec: `{"dispatch":{"mode":"message"},"triggers":[{"type":"aws-sqs-queue"}]}`, want: ModeMessage},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			var obj map[string]any
+			if err := json.Unmarshal([]byte(`{"apiVersion":"kubedispatch.io/v1alpha1","kind":"ScaledJob","metadata":{"name":"a"},"spec":`+tc.spec+`}`), &obj); err != nil {
+				t.Fatal(err)
+			}
+			defaulting.PruneNonNullableNullsWithoutDefaults(obj, structural)
+			defaulting.Default(obj, structural)
+			var out bytes.Buffer
+			if err := jp.Execute(&out, obj); err != nil {
+				t.Fatalf("evaluating %s: %v", column, err)
+			}
+			if got := out.String(); got != tc.want {
+				t.Errorf("Mode column %q, want %q (spec after defaulting: %s)", got, tc.want, jsonOf(t, obj["spec"]))
+			}
+		})
 	}
 }

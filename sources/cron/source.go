@@ -27,9 +27,12 @@ const (
 // MaxRunsPerWindow is the largest runsPerWindow accepted.
 const MaxRunsPerWindow = 1000000
 
-// Register adds the cron factory to r.
+// Register adds the cron factory to r, with the endpoint rule sources.NoEndpoints: cron talks to no service.
 func Register(r *sources.Registry) error {
-	return r.Register(Type, New)
+	if err := r.Register(Type, New); err != nil {
+		return err
+	}
+	return r.RegisterEndpoints(Type, sources.NoEndpoints)
 }
 
 // Metadata is a parsed cron trigger.
