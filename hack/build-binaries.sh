@@ -16,6 +16,14 @@ export GOTOOLCHAIN=local
 
 log() { echo "[build-binaries] $*" >&2; }
 
+# One build at a time per cache: make test, make bench and e2e packages started together would otherwise build the
+# same component in the same work directory at once. A second run waits here, then finds everything built.
+exec 9>"$cache/build.lock"
+if ! flock -n 9; then
+  log "another build is running on $cache; waiting for it"
+  flock 9
+fi
+
 need_kube=()
 for c in kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet; do
   [ -x "$bin/$c-$KUBE_VERSION" ] || need_kube+=("$c")
