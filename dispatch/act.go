@@ -99,7 +99,7 @@ launch:
 func (r *Reconciler) createOne(ctx context.Context, sj *v1alpha1.ScaledJob, annotations map[string]string) (string, error) {
 	var lastErr error
 	for range 3 {
-		job, err := jobtemplate.Build(sj, jobtemplate.JobName(sj, r.NameSuffix))
+		job, err := jobtemplate.Build(sj, jobtemplate.JobName(sj, r.NameSuffix), r.ShardLabelKeys...)
 		if err != nil {
 			return "", err
 		}

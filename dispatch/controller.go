@@ -78,6 +78,9 @@ type Reconciler struct {
 	TriggerConcurrency int
 	// SecretRefresh is the longest resolved trigger credentials are reused before being read again; default 5m.
 	SecretRefresh time.Duration
+	// ShardLabelKeys are the label keys of --watch-label-selector: each ScaledJob's values of them are set on its
+	// Jobs' pods too, so the shard's pod cache (selected the same way) holds its own pods.
+	ShardLabelKeys []string
 	// NameSuffix makes Job name suffixes; jobtemplate.RandomSuffix when nil.
 	NameSuffix func() string
 	// MessageMetrics are message mode's metrics; unregistered ones when nil.
@@ -100,7 +103,7 @@ func (r *Reconciler) init() {
 		r.pollers = newPollers(r, r.TriggerConcurrency, r.SecretRefresh)
 		r.messages = message.NewLoops(message.Config{Client: r.Client, APIReader: r.APIReader, Clock: r.Clock,
 			Recorder: r.recorder, Metrics: r.MessageMetrics, NewReceiver: r.newReceiver, Wake: r.pollers.wake,
-			Log: ctrl.Log.WithName("message"), SecretRefresh: r.pollers.SecretRefresh, MaxReplicas: windowMaxReplicas,
+			Log: ctrl.Log.WithName("message"), SecretRefresh: r.pollers.SecretRefresh, MaxReplicas: windowMaxReplicas, ShardLabelKeys: r.ShardLabelKeys,
 			OnJobCreated: func(namespace, name string) { r.Metrics.JobsCreated.WithLabelValues(namespace, name).Inc() }})
 		if r.CreateWorkers <= 0 {
 			r.CreateWorkers = 32
@@ -121,7 +124,8 @@ func (r *Reconciler) init() {
 }
 
 // SetupWithManager registers the controller: ScaledJobs, and the Jobs they own (only a Job finishing or being
-// deleted wakes the ScaledJob up early).
+// deleted wakes the ScaledJob up early); TriggerAuthentications, ClusterTriggerAuthentications and Namespaces'
+// labels, whose changes re-resolve the credentials of the ScaledJobs that use them (authwatch.go).
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) error {
 	r.init()
 	jobDone := predicate.Funcs{
@@ -155,6 +159,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) error {
 			return true
 		},
 	}
+	authLog := mgr.GetLogger().WithName("authwatch")
 	if err := index.Register(context.Background(), mgr.GetFieldIndexer()); err != nil {
 		return err
 	}
@@ -169,6 +174,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) error {
 		For(&v1alpha1.ScaledJob{}, builder.WithPredicates(readOnAnnotationChange, predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Owns(&batchv1.Job{}, builder.WithPredicates(jobDone)).
 		WatchesRawSource(source.Channel(r.pollers.wake, &handler.EnqueueRequestForObject{})).
+		Watches(&v1alpha1.TriggerAuthentication{}, authHandler(authLog, r.authChanged(v1alpha1.KindTriggerAuthentication))).
+		Watches(&v1alpha1.ClusterTriggerAuthentication{}, authHandler(authLog, r.authChanged(v1alpha1.KindClusterTriggerAuthentication))).
+		Watches(&corev1.Namespace{}, r.namespaceHandler(authLog)).
 		// Transient read failures retry with back-off from 100ms, capped at 30s (the default pollingInterval), so a
 		// long outage is noticed within 30s of its end instead of controller-runtime's default cap of 1000s.
 		WithOptions(controller.Options{MaxConcurrentReconciles: concurrency,

@@ -295,6 +295,8 @@ func newLoopEnv(t *testing.T, funcs interceptor.Funcs, objs ...client.Object) *l
 		WithStatusSubresource(&v1alpha1.ScaledJob{}).
 		WithIndex(&batchv1.Job{}, index.ScaledJob, index.ScaledJobOf).
 		WithIndex(&corev1.Pod{}, index.ScaledJob, index.ScaledJobOf).
+		WithIndex(&v1alpha1.ScaledJob{}, index.TriggerAuthentication, index.TriggerAuthenticationsOf).
+		WithIndex(&v1alpha1.ScaledJob{}, index.ClusterTriggerAuthentication, index.ClusterTriggerAuthenticationsOf).
 		WithObjects(objs...).
 		Build()
 	c := interceptor.NewClient(raw, funcs)

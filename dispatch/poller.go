@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -19,7 +20,9 @@ import (
 // pollingInterval (and, coalesced to at most one extra read per second, when one of its Jobs finishes), stores the
 // result and wakes the ScaledJob. Reconcile only reads the stored result, so a black-holed endpoint delays only its
 // own ScaledJob. Trigger configuration (TriggerAuthentications, Secrets) is resolved when a poller is (re)built: on
-// a spec change, after the queue refused the credentials, and at least every SecretRefresh otherwise.
+// a spec change, when a TriggerAuthentication or ClusterTriggerAuthentication it uses (or its namespace's labels)
+// changes (Reresolve), after the queue refused the credentials or a resolution failed, and at least every
+// SecretRefresh otherwise.
 type Pollers struct {
 	// Concurrency bounds the trigger reads in flight across all ScaledJobs.
 	Concurrency int
@@ -59,7 +62,16 @@ type poller struct {
 	generation int64
 	cancel     context.CancelFunc
 	refresh    chan struct{}
+	// reresolve asks the next read to resolve the configuration again (set by Reresolve before it nudges refresh).
+	reresolve atomic.Bool
+	// urgent makes the next extra read skip the finish batch (set by ReadNow and Reresolve, not by Refresh).
+	urgent atomic.Bool
 }
+
+// finishBatch is how long an extra read asked for by a finished Job waits for more finishes to share it. Jobs
+// started together finish within a few hundred milliseconds of each other (the Job controller marks them Complete in
+// batches); without the wait the first finish takes the read and the others wait for the next second.
+const finishBatch = 200 * time.Millisecond
 
 func newPollers(r *Reconciler, concurrency int, secretRefresh time.Duration) *Pollers {
 	if concurrency <= 0 {
@@ -151,11 +163,32 @@ func (p *Pollers) ReadNow(key string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if pl, ok := p.running[key]; ok {
+		pl.urgent.Store(true)
 		select {
 		case pl.refresh <- struct{}{}:
 		default:
 		}
 	}
+}
+
+// Reresolve makes the ScaledJob's poller resolve its trigger configuration again and read at once (coalesced like
+// Refresh): a TriggerAuthentication or ClusterTriggerAuthentication it uses changed, or its namespace's labels did.
+// The reading stored then reflects the new credentials, or the refusal (a ClusterTriggerAuthentication that no
+// longer allows the namespace), and wakes the ScaledJob. It reports whether the ScaledJob has a poller.
+func (p *Pollers) Reresolve(key string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pl, ok := p.running[key]
+	if !ok {
+		return false
+	}
+	pl.reresolve.Store(true)
+	pl.urgent.Store(true)
+	select {
+	case pl.refresh <- struct{}{}:
+	default:
+	}
+	return true
 }
 
 // FinishedAfter returns how many of the ScaledJob's Jobs were seen finishing after a reading taken at readAt: that
@@ -210,7 +243,7 @@ func (p *Pollers) loop(ctx context.Context, nn types.NamespacedName, pl *poller)
 			}
 			log.V(1).Info("Poller could not read its ScaledJob", "err", err)
 		} else if sj.Generation == pl.generation {
-			reresolve := resolvedAt.IsZero() || p.r.Clock.Since(resolvedAt) >= p.SecretRefresh
+			reresolve := pl.reresolve.Swap(false) || resolvedAt.IsZero() || p.r.Clock.Since(resolvedAt) >= p.SecretRefresh
 			res := p.read(ctx, &sj, reresolve)
 			if reresolve {
 				resolvedAt = p.r.Clock.Now()
@@ -237,8 +270,9 @@ func (p *Pollers) loop(ctx context.Context, nn types.NamespacedName, pl *poller)
 		case <-timer.C():
 		case <-pl.refresh:
 			timer.Stop()
-			// Coalesce: at most one extra read per second (finishes that arrive meanwhile share it).
-			if wait := time.Second - p.r.Clock.Since(lastExtra); wait > 0 {
+			// Coalesce: at most one extra read per second, and a read for a finished Job waits finishBatch for the
+			// finishes that follow (those that arrive meanwhile share it).
+			if wait := extraReadWait(p.r.Clock.Since(lastExtra), pl.urgent.Swap(false)); wait > 0 {
 				t := p.r.Clock.NewTimer(wait)
 				select {
 				case <-ctx.Done():
@@ -247,14 +281,32 @@ func (p *Pollers) loop(ctx context.Context, nn types.NamespacedName, pl *poller)
 				case <-t.C():
 				}
 			}
+			// Asks that came while waiting are answered by the read that starts now.
+			select {
+			case <-pl.refresh:
+			default:
+			}
 			lastExtra = p.r.Clock.Now()
 		}
 	}
 }
 
-// needsReresolve reports whether the queue refused the credentials, so the next read resolves them again.
+// extraReadWait is how long an extra read waits, sinceLast after the previous extra read started: until a second
+// has passed since then, and, unless the ask is urgent (an unpause or new credentials), finishBatch for the
+// finishes that follow the one that asked.
+func extraReadWait(sinceLast time.Duration, urgent bool) time.Duration {
+	wait := time.Second - sinceLast
+	if !urgent {
+		wait = max(wait, finishBatch)
+	}
+	return max(wait, 0)
+}
+
+// needsReresolve reports whether the next read resolves the configuration again: the queue refused the
+// credentials, or resolving (or building the sources) failed, so that a failure after an edit is never followed by
+// reads with the sources built before it.
 func needsReresolve(res pollResult) bool {
-	if errors.Is(res.setupErr, sources.ErrUnauthorized) {
+	if res.setupErr != nil && !errors.Is(res.setupErr, errInvalidSpec) {
 		return true
 	}
 	for _, t := range res.triggers {
@@ -281,6 +333,12 @@ func (p *Pollers) read(ctx context.Context, sj *v1alpha1.ScaledJob, reresolve bo
 			srcs, err = p.r.sourceCache.get(ctx, p.r.Registry, key, string(sj.UID), sj.Generation, cfgs)
 		}
 		if err != nil {
+			if sources.IsConfigError(err) {
+				// The configuration is refused now (a ClusterTriggerAuthentication that no longer allows the
+				// namespace, a TriggerAuthentication or Secret that is gone): the sources built from the previous
+				// one must not be read again.
+				p.r.sourceCache.forget(key)
+			}
 			res.setupErr = err
 			return res
 		}

@@ -54,6 +54,11 @@ func TestNeedsReresolve(t *testing.T) {
 		"transient error":        {res: pollResult{triggers: []triggerResult{{err: errors.New("timeout")}}}},
 		"key refused by a queue": {res: pollResult{triggers: []triggerResult{{}, {err: refused}}}, want: true},
 		"setup refused":          {res: pollResult{setupErr: refused}, want: true},
+		// A failed resolution (after an edit, say) resolves again at the next poll rather than reading with the
+		// sources built before it.
+		"resolution failed transiently": {res: pollResult{setupErr: errors.New("reading Secret x/y: timeout")}, want: true},
+		"configuration refused":         {res: pollResult{setupErr: sources.ConfigErrorf("authenticationRef", "not allowed")}, want: true},
+		"invalid spec":                  {res: pollResult{setupErr: errInvalidSpec}},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -172,17 +172,15 @@ func (r *Reconciler) resolveEnv(ctx context.Context, sj *v1alpha1.ScaledJob, met
 // resolveAuth reads a TriggerAuthentication or ClusterTriggerAuthentication and the Secrets it names, and returns
 // the parameters, the pod identity provider and whose they are (sources.OriginNamespace or sources.OriginCluster).
 // A ClusterTriggerAuthentication is used only when its spec.allowedNamespaces allows the ScaledJob's namespace,
-// checked on every resolution.
+// checked on every resolution (and the dispatcher resolves again as soon as the ClusterTriggerAuthentication or the
+// namespace's labels change: see authwatch.go).
 func (r *Reconciler) resolveAuth(ctx context.Context, sj *v1alpha1.ScaledJob, ref *v1alpha1.AuthenticationRef) (map[string]string, string, sources.Origin, error) {
 	var spec v1alpha1.TriggerAuthenticationSpec
 	secretNS := sj.Namespace
 	origin := sources.OriginNamespace
-	kind := ref.Kind
-	if kind == "" {
-		kind = "TriggerAuthentication"
-	}
+	kind := ref.EffectiveKind()
 	switch kind {
-	case "TriggerAuthentication":
+	case v1alpha1.KindTriggerAuthentication:
 		var ta v1alpha1.TriggerAuthentication
 		if err := r.Client.Get(ctx, types.NamespacedName{Namespace: sj.Namespace, Name: ref.Name}, &ta); err != nil {
 			if apierrors.IsNotFound(err) {
@@ -191,7 +189,7 @@ func (r *Reconciler) resolveAuth(ctx context.Context, sj *v1alpha1.ScaledJob, re
 			return nil, "", "", fmt.Errorf("reading TriggerAuthentication %s: %w", ref.Name, err)
 		}
 		spec = ta.Spec
-	case "ClusterTriggerAuthentication":
+	case v1alpha1.KindClusterTriggerAuthentication:
 		var cta v1alpha1.ClusterTriggerAuthentication
 		if err := r.Client.Get(ctx, types.NamespacedName{Name: ref.Name}, &cta); err != nil {
 			if apierrors.IsNotFound(err) {

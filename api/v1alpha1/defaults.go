@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -116,6 +117,29 @@ func parsePercentage(v string) (float64, error) {
 		return 0, fmt.Errorf("parsing running job percentage %q: must be between 0 and 1", v)
 	}
 	return p, nil
+}
+
+// EffectiveKind returns kind, or KindTriggerAuthentication when it is unset.
+func (r *AuthenticationRef) EffectiveKind() string {
+	if r.Kind == "" {
+		return KindTriggerAuthentication
+	}
+	return r.Kind
+}
+
+// AuthenticationNames returns the names of the objects of kind (KindTriggerAuthentication or
+// KindClusterTriggerAuthentication) that the triggers' authenticationRefs name, sorted and without duplicates; nil
+// when there are none. It is the one rule for "which authentications does this ScaledJob use": the dispatcher
+// indexes ScaledJobs by it, so an edit of one of them reaches exactly the ScaledJobs that resolve it.
+func (s *ScaledJobSpec) AuthenticationNames(kind string) []string {
+	var names []string
+	for _, t := range s.Triggers {
+		if ref := t.AuthenticationRef; ref != nil && ref.Name != "" && ref.EffectiveKind() == kind {
+			names = append(names, ref.Name)
+		}
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
 }
 
 // IsPaused reports whether obj carries the pause annotation AnnotationPaused with a value that pauses it. As in

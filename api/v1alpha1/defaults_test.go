@@ -148,3 +148,51 @@ func TestIsPaused(t *testing.T) {
 		})
 	}
 }
+
+func TestAuthenticationNames(t *testing.T) {
+	ta := func(name string) *AuthenticationRef { return &AuthenticationRef{Name: name} }
+	cta := func(name string) *AuthenticationRef {
+		return &AuthenticationRef{Name: name, Kind: KindClusterTriggerAuthentication}
+	}
+	type names struct{ TriggerAuthentications, ClusterTriggerAuthentications []string }
+	tests := map[string]struct {
+		refs []*AuthenticationRef
+		want names
+	}{
+		"no trigger has an authenticationRef": {refs: []*AuthenticationRef{nil, nil}},
+		"an unset kind is a TriggerAuthentication": {
+			refs: []*AuthenticationRef{ta("keys")},
+			want: names{TriggerAuthentications: []string{"keys"}},
+		},
+		"an explicit TriggerAuthentication kind": {
+			refs: []*AuthenticationRef{{Name: "keys", Kind: KindTriggerAuthentication}},
+			want: names{TriggerAuthentications: []string{"keys"}},
+		},
+		"both kinds, sorted, each name once": {
+			refs: []*AuthenticationRef{cta("shared"), ta("keys"), nil, ta("b-keys"), cta("shared"), ta("keys")},
+			want: names{TriggerAuthentications: []string{"b-keys", "keys"}, ClusterTriggerAuthentications: []string{"shared"}},
+		},
+		"the same name under both kinds is two references": {
+			refs: []*AuthenticationRef{ta("creds"), cta("creds")},
+			want: names{TriggerAuthentications: []string{"creds"}, ClusterTriggerAuthentications: []string{"creds"}},
+		},
+		"an empty name or an unknown kind refers to nothing": {
+			refs: []*AuthenticationRef{ta(""), {Name: "x", Kind: "Secret"}},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			var spec ScaledJobSpec
+			for _, r := range tc.refs {
+				spec.Triggers = append(spec.Triggers, ScaleTrigger{Type: "aws-sqs-queue", AuthenticationRef: r})
+			}
+			got := names{
+				TriggerAuthentications:        spec.AuthenticationNames(KindTriggerAuthentication),
+				ClusterTriggerAuthentications: spec.AuthenticationNames(KindClusterTriggerAuthentication),
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("AuthenticationNames (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

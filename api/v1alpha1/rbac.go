@@ -7,12 +7,15 @@ package v1alpha1
 //
 //   - ScaledJobs, TriggerAuthentications and ClusterTriggerAuthentications are read from the informer cache
 //     (list, watch; never got, updated or patched: the dispatcher uses no finalizer). Status is written with update.
+//     A change of a TriggerAuthentication or ClusterTriggerAuthentication (the watch) re-resolves the credentials
+//     of the ScaledJobs that use it.
 //   - scaledjobs/finalizers and jobs/finalizers (update): a Job's owner reference to its ScaledJob, and a message's
 //     payload Secret's owner reference to its Job, set blockOwnerDeletion, which the OwnerReferencesPermissionEnforcement
 //     admission plugin allows only to who may update the owner's finalizers.
 //   - Jobs: created, listed and watched (cache), got from the API server (a create whose answer was lost), patched
 //     (message outcome annotation) and deleted (history, rollout). Pods are only listed and watched (pending Jobs).
-//   - Namespaces are listed and watched to apply a ClusterTriggerAuthentication's allowedNamespaces.namespaceSelector.
+//   - Namespaces are listed and watched to apply a ClusterTriggerAuthentication's allowedNamespaces.namespaceSelector
+//     (a label change re-resolves the credentials of the namespace's ScaledJobs that use one).
 //   - Events about ScaledJobs go through the events.k8s.io API (create, and patch for a repeated event).
 //   - TokenReviews and SubjectAccessReviews (create) authenticate and authorize callers of the HTTPS /metrics.
 //

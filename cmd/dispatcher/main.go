@@ -68,6 +68,10 @@ func run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	_, shardKeys, err := shardSelector(opts)
+	if err != nil {
+		return err
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                        scheme,
 		Cache:                         cacheOpts,
@@ -109,6 +113,7 @@ func run(ctx context.Context, opts Options) error {
 		TriggerTimeout:       opts.TriggerTimeout,
 		TriggerConcurrency:   opts.TriggerConcurrency,
 		SecretRefresh:        opts.SecretRefresh,
+		ShardLabelKeys:       shardKeys,
 	}
 	if err := r.SetupWithManager(mgr, opts.Concurrency); err != nil {
 		return fmt.Errorf("setting up the ScaledJob controller: %w", err)

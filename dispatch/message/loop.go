@@ -75,6 +75,8 @@ type Config struct {
 	// MaxReplicas is the effective maxReplicaCount of a ScaledJob at a time (its capacity windows); nil: the
 	// spec's maxReplicaCount.
 	MaxReplicas func(sj *v1alpha1.ScaledJob, now time.Time) int32
+	// ShardLabelKeys are set on each Job's pods from the ScaledJob's labels (jobtemplate.Build).
+	ShardLabelKeys []string
 }
 
 // Loops runs one message loop per message-mode ScaledJob, on the leader only (a manager Runnable).
@@ -135,7 +137,7 @@ func (ls *Loops) Ensure(sj *v1alpha1.ScaledJob) bool {
 	}
 	ctx, cancel := context.WithCancel(ls.base)
 	l := &loop{cfg: &ls.cfg, nn: types.NamespacedName{Namespace: sj.Namespace, Name: sj.Name}, hash: hash, cancel: cancel,
-		slot: make(chan struct{}, 1), settle: make(chan struct{}, 1), held: map[string]*held{}}
+		slot: make(chan struct{}, 1), settle: make(chan struct{}, 1), rebuilt: make(chan struct{}, 1), held: map[string]*held{}}
 	if m := sj.Status.Messages; m != nil {
 		l.totals = Totals{Acked: m.Acked, Released: m.Released, DeadLettered: m.DeadLettered, LeaseErrors: m.LeaseErrors, LastDeadLetter: m.LastDeadLetter}
 	}
@@ -155,6 +157,21 @@ func (ls *Loops) Stop(key string) {
 		delete(ls.running, key)
 		ls.cfg.Metrics.forget(l.nn.Namespace, l.nn.Name)
 	}
+}
+
+// Rebuild makes the ScaledJob's loop build its receiver again at once, because a TriggerAuthentication or
+// ClusterTriggerAuthentication it uses (or its namespace's labels) changed: the credentials are resolved again and
+// a ClusterTriggerAuthentication's allowedNamespaces checked again, and no message is received with the old client
+// after that. Held messages stay held, as on any rebuild; while the new receiver cannot be built (credentials
+// revoked) their leases are not renewed and they return to the queue. It reports whether the ScaledJob has a loop.
+func (ls *Loops) Rebuild(key string) bool {
+	ls.mu.Lock()
+	l, ok := ls.running[key]
+	ls.mu.Unlock()
+	if ok {
+		l.rebuild()
+	}
+	return ok
 }
 
 // JobFinished nudges the ScaledJob's loop: one of its Jobs finished or was deleted.
@@ -218,6 +235,8 @@ type held struct {
 	since   time.Time // when the Job was created or adopted (cache grace)
 	secret  bool      // the payload Secret still has to be created
 	pending *Action   // a settle that failed and is retried
+	// pendingRelease is the release delay the failed settle asked for, used again by its retry.
+	pendingRelease time.Duration
 	// settling: a settle call is in flight; a delivery received meanwhile is a new one (Service Bus redelivers an
 	// abandoned message at once) and waits in redelivery until the settle is done.
 	settling   bool
@@ -225,12 +244,13 @@ type held struct {
 }
 
 type loop struct {
-	cfg    *Config
-	nn     types.NamespacedName
-	hash   string
-	cancel context.CancelFunc
-	slot   chan struct{} // a slot may have freed: receive again
-	settle chan struct{} // a Job finished: check held messages now
+	cfg     *Config
+	nn      types.NamespacedName
+	hash    string
+	cancel  context.CancelFunc
+	slot    chan struct{} // a slot may have freed: receive again
+	settle  chan struct{} // a Job finished: check held messages now
+	rebuilt chan struct{} // build the receiver again now, without waiting out a back-off
 
 	admits sync.WaitGroup // messages being turned into Jobs
 
@@ -239,7 +259,10 @@ type loop struct {
 	held       map[string]*held
 	totals     Totals
 	receiveErr string
+	buildErr   bool // receiveErr is a failed build of the receiver, cleared by the next successful build
 	dirty      bool
+	// stopServe ends the receiver in use (nil while none is): run then builds a new one.
+	stopServe context.CancelFunc
 }
 
 func (l *loop) setSpec(sj *v1alpha1.ScaledJob) {
@@ -259,6 +282,21 @@ func (l *loop) nudgeSlot() {
 	select {
 	case l.slot <- struct{}{}:
 	default:
+	}
+}
+
+// rebuild ends the receiver in use, or the back-off after a failed build, so that run builds a receiver again. The
+// request is queued before the receiver is ended, so the build that follows consumes it (no second build).
+func (l *loop) rebuild() {
+	select {
+	case l.rebuilt <- struct{}{}:
+	default:
+	}
+	l.mu.Lock()
+	stop := l.stopServe
+	l.mu.Unlock()
+	if stop != nil {
+		stop()
 	}
 }
 
@@ -298,28 +336,74 @@ func (l *loop) run(ctx context.Context) {
 	for _, action := range []string{"received", "acked", "released", "dead_lettered"} {
 		l.cfg.Metrics.Messages.WithLabelValues(l.nn.Namespace, l.nn.Name, action).Add(0)
 	}
-	for failures := 0; ctx.Err() == nil; {
+	for failures, refusals := 0, 0; ctx.Err() == nil; {
+		// A rebuild asked for before this build is served by it.
+		select {
+		case <-l.rebuilt:
+		default:
+		}
 		recv, err := l.cfg.NewReceiver(ctx, l.spec())
 		if err != nil {
 			l.setReceiveErr(fmt.Errorf("building the receiver: %w", err))
-			if !l.sleep(ctx, backoff(failures)) {
+			l.mu.Lock()
+			l.buildErr = true
+			l.mu.Unlock()
+			// No keeper runs without a receiver: wake the reconciler here, so status shows the failure (such as a
+			// ClusterTriggerAuthentication that no longer allows the namespace) at once.
+			if !l.wake(ctx) {
+				return
+			}
+			if !l.sleepOrRebuild(ctx, backoff(failures)) {
 				return
 			}
 			failures++
 			continue
 		}
 		failures = 0
-		l.serve(ctx, recv)
+		// The build works again (credentials allowed again, a Secret restored): status stops showing its failure
+		// now, not only when the first long poll returns. A receive error stays until a receive succeeds.
+		l.mu.Lock()
+		if l.buildErr {
+			l.buildErr, l.receiveErr, l.dirty = false, "", true
+		}
+		l.mu.Unlock()
+		if !l.wake(ctx) {
+			recv.Close()
+			return
+		}
+		if !l.serve(ctx, recv) {
+			refusals = 0
+			continue
+		}
+		// The queue refused the credentials: build again after a back-off, not at once in a loop (a rebuild asked
+		// for meanwhile, such as an edited TriggerAuthentication, cuts it short).
+		if !l.sleepOrRebuild(ctx, backoff(refusals)) {
+			return
+		}
+		refusals++
 	}
 }
 
 // serve receives and keeps with recv until ctx ends, the queue refuses the credentials, or SecretRefresh passes:
 // then run builds a new receiver (credentials read again). Held messages stay held: their handles do not depend on
-// the client.
-func (l *loop) serve(ctx context.Context, recv sources.Receiver) {
+// the client. It reports whether it ended because the queue refused the credentials.
+func (l *loop) serve(ctx context.Context, recv sources.Receiver) (refused bool) {
 	defer recv.Close()
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	l.mu.Lock()
+	l.stopServe = cancel
+	l.mu.Unlock()
+	defer func() {
+		l.mu.Lock()
+		l.stopServe = nil
+		l.mu.Unlock()
+	}()
+	select {
+	case <-l.rebuilt: // asked for while this receiver was being built: it may hold the old credentials
+		return false
+	default:
+	}
 	if l.cfg.SecretRefresh > 0 {
 		t := l.cfg.Clock.NewTimer(l.cfg.SecretRefresh)
 		go func() {
@@ -333,10 +417,11 @@ func (l *loop) serve(ctx context.Context, recv sources.Receiver) {
 	}
 	done := make(chan struct{})
 	go func() { defer close(done); l.keep(sctx, recv) }()
-	l.receive(sctx, cancel, recv)
+	refused = l.receive(sctx, recv)
 	cancel()
 	<-done
 	l.admits.Wait()
+	return refused
 }
 
 func (l *loop) setReceiveErr(err error) {
@@ -346,13 +431,32 @@ func (l *loop) setReceiveErr(err error) {
 	if err != nil {
 		msg = err.Error()
 	}
+	l.buildErr = false
 	if l.receiveErr != msg {
 		l.receiveErr = msg
 		l.dirty = true
 	}
 }
 
-// sleep waits d (or a slot nudge) and reports whether ctx is still alive.
+// sleepOrRebuild waits d, or until a rebuild is asked for, and reports whether ctx is still alive.
+func (l *loop) sleepOrRebuild(ctx context.Context, d time.Duration) bool {
+	t := l.cfg.Clock.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C():
+	case <-l.rebuilt:
+		// Keep the request for run, which drains it just before building.
+		select {
+		case l.rebuilt <- struct{}{}:
+		default:
+		}
+	}
+	return true
+}
+
+// sleep waits d and reports whether ctx is still alive.
 func (l *loop) sleep(ctx context.Context, d time.Duration) bool {
 	t := l.cfg.Clock.NewTimer(d)
 	defer t.Stop()
@@ -373,8 +477,9 @@ func backoff(n int) time.Duration {
 	return min(d, 30*time.Second)
 }
 
-// receive long-polls into the free slots until ctx ends; refused credentials end the receiver (rebuild).
-func (l *loop) receive(ctx context.Context, rebuild context.CancelFunc, recv sources.Receiver) {
+// receive long-polls into the free slots until ctx ends, or until the queue refuses the credentials (it then
+// returns true, and run builds the receiver again after a back-off).
+func (l *loop) receive(ctx context.Context, recv sources.Receiver) bool {
 	failures := 0
 	for ctx.Err() == nil {
 		sj := l.spec()
@@ -398,14 +503,14 @@ func (l *loop) receive(ctx context.Context, rebuild context.CancelFunc, recv sou
 		msgs, err := recv.Receive(ctx, free, l.cfg.ReceiveWait, l.cfg.Clock.Now())
 		if err != nil {
 			if ctx.Err() != nil {
-				return
+				return false
 			}
 			l.setReceiveErr(fmt.Errorf("receiving messages: %w", err))
 			if errors.Is(err, sources.ErrUnauthorized) {
-				rebuild() // read the credentials again (a rotated Secret)
+				return true // read the credentials again (a rotated Secret)
 			}
 			if !l.sleep(ctx, backoff(failures)) {
-				return
+				return false
 			}
 			failures++
 			continue
@@ -424,6 +529,7 @@ func (l *loop) receive(ctx context.Context, rebuild context.CancelFunc, recv sou
 			}
 		}
 	}
+	return false
 }
 
 // freeSlots counts the free slots from the cache's Jobs of the ScaledJob and the held messages.
@@ -520,7 +626,7 @@ func (l *loop) create(ctx context.Context, sj *v1alpha1.ScaledJob, recv sources.
 	log := logr.FromContextOrDiscard(ctx)
 	info := jobtemplate.MessageInfo{ID: h.msg.ID, Queue: h.msg.Queue, Body: h.msg.Body, Attributes: h.msg.Attributes,
 		EnqueuedAt: h.msg.EnqueuedAt, Attempt: attempt}
-	job, secret, err := jobtemplate.BuildMessage(sj, info)
+	job, secret, err := jobtemplate.BuildMessage(sj, info, l.cfg.ShardLabelKeys...)
 	if err != nil {
 		l.settleMessage(ctx, sj, recv, h, Action{Kind: DeadLetter, Attempt: attempt, Reason: "the message cannot become a Job: " + err.Error()}, 0)
 		return
@@ -600,19 +706,29 @@ func (l *loop) keep(ctx context.Context, recv sources.Receiver) {
 			t.Stop()
 		}
 		l.keepOnce(ctx, recv)
-		l.mu.Lock()
-		dirty := l.dirty
-		l.dirty = false
-		sj := l.sj
-		l.mu.Unlock()
 		l.cfg.Metrics.Held.WithLabelValues(l.labels()...).Set(float64(l.heldCount()))
-		if dirty && l.cfg.Wake != nil {
-			select {
-			case l.cfg.Wake <- event.GenericEvent{Object: &v1alpha1.ScaledJob{ObjectMeta: metav1.ObjectMeta{Namespace: sj.Namespace, Name: sj.Name}}}:
-			case <-ctx.Done():
-				return
-			}
+		if !l.wake(ctx) {
+			return
 		}
+	}
+}
+
+// wake sends the ScaledJob to the reconciler when its message status changed since the last wake, and reports
+// whether ctx is still alive.
+func (l *loop) wake(ctx context.Context) bool {
+	l.mu.Lock()
+	dirty := l.dirty
+	l.dirty = false
+	sj := l.sj
+	l.mu.Unlock()
+	if !dirty || l.cfg.Wake == nil {
+		return true
+	}
+	select {
+	case l.cfg.Wake <- event.GenericEvent{Object: &v1alpha1.ScaledJob{ObjectMeta: metav1.ObjectMeta{Namespace: sj.Namespace, Name: sj.Name}}}:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 
@@ -630,10 +746,10 @@ func (l *loop) keepOnce(ctx context.Context, recv sources.Receiver) {
 			return
 		}
 		l.mu.Lock()
-		pending, jobName, attempt, since, secret := h.pending, h.job, h.attempt, h.since, h.secret
+		pending, pendingRelease, jobName, attempt, since, secret := h.pending, h.pendingRelease, h.job, h.attempt, h.since, h.secret
 		l.mu.Unlock()
 		if pending != nil {
-			l.settleMessage(ctx, sj, recv, h, *pending, pendingDelay(*pending))
+			l.settleMessage(ctx, sj, recv, h, *pending, pendingRelease)
 			if l.isHeld(h) {
 				l.renew(ctx, recv, h, lease) // still failing: keep the lease while retrying
 			}
@@ -701,7 +817,8 @@ func (l *loop) isHeld(h *held) bool {
 	return l.held[h.key] == h
 }
 
-// pendingDelay is the release delay of a retried settle: the back-off of a failed attempt.
+// pendingDelay is the release delay of a settle the keeper decides for a held message: the back-off of a failed
+// attempt.
 func pendingDelay(act Action) time.Duration {
 	if act.Kind == Release && act.Job != "" {
 		return RetryDelay(act.Attempt)
@@ -785,7 +902,7 @@ func (l *loop) settleMessage(ctx context.Context, sj *v1alpha1.ScaledJob, recv s
 	if err != nil && !errors.Is(err, sources.ErrLeaseLost) && !errors.Is(err, sources.ErrNoDeadLetter) {
 		log.V(1).Info("Settling the message failed; retrying", "messageId", h.msg.ID, "action", act.Kind.String(), "err", err)
 		l.mu.Lock()
-		h.pending = &act
+		h.pending, h.pendingRelease = &act, releaseDelay
 		h.settling = false
 		if r := h.redelivery; r != nil {
 			// Delivered again meanwhile: retry with the latest receipt handle, as for any redelivery.

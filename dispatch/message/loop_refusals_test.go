@@ -263,3 +263,20 @@ func TestLoopSnapshotTracksHeldAndSettled(t *testing.T) {
 		}
 	}
 }
+
+// A release that fails is retried by the keeper with the delay it first asked for: a message handed back for a
+// Forbidden create stays away for retryReleaseDelay even when the first release call failed.
+func TestLoopRetriedReleaseKeepsItsDelay(t *testing.T) {
+	e := newLoopEnv(t, nil)
+	e.refuseJobCreates(apierrors.NewForbidden(schema.GroupResource{Group: "batch", Resource: "jobs"}, "x", errors.New("quota")))
+	e.recv.failReleases = 1
+	e.deliver("m1", nil)
+	e.l.keepOnce(context.Background(), e.recv)
+	want := []string{"release m1 " + retryReleaseDelay.String(), "release m1 " + retryReleaseDelay.String()}
+	if diff := cmp.Diff(want, e.takeCalls()); diff != "" {
+		t.Errorf("queue calls (-want +got):\n%s", diff)
+	}
+	if snap := e.l.snapshot(); snap.Held != 0 || snap.Released != 1 {
+		t.Errorf("snapshot %+v, want the message released once and no longer held", snap)
+	}
+}

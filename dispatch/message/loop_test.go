@@ -2,6 +2,7 @@ package message
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -32,6 +33,8 @@ type fakeReceiver struct {
 	reasons map[string]string
 	// duringRelease, when set, runs inside Release (a queue that redelivers at once, as Service Bus does).
 	duringRelease func(m *sources.Message)
+	// failReleases makes that many Release calls fail with a transient error (after recording them).
+	failReleases int
 }
 
 func (f *fakeReceiver) record(s string) {
@@ -55,6 +58,12 @@ func (f *fakeReceiver) Release(_ context.Context, m *sources.Message, d time.Dur
 	f.record("release " + m.ID + " " + d.String())
 	if f.duringRelease != nil {
 		f.duringRelease(m)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.failReleases > 0 {
+		f.failReleases--
+		return errors.New("connection reset")
 	}
 	return nil
 }

@@ -3,22 +3,29 @@ package framework
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	vkit "cloud.google.com/go/pubsub/v2/apiv1"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
 )
 
 // PubSubRecorder is a gRPC proxy in front of the stack's Pub/Sub emulator for the calls a message-mode receiver
-// makes (Pull, ModifyAckDeadline, Acknowledge, GetSubscription, Publish). It learns each ack id's message from the
-// Pull responses and, before forwarding an Acknowledge, asks BeforeAck about every message in it: a dispatcher
-// started with PUBSUB_EMULATOR_HOST=Host acks through it, so a test can check that each ack follows its Job's
-// completion.
+// makes (Pull, ModifyAckDeadline, Acknowledge, GetSubscription, Publish). It records each delivery that Pull returns
+// (message id, ack id, when) and, per ack id, the ModifyAckDeadline calls and the acknowledgement, so a test can
+// count redeliveries and check that leases were renewed in time. Before forwarding an Acknowledge it asks BeforeAck
+// about every message in it: a dispatcher started with PUBSUB_EMULATOR_HOST=Host acks through it, so a test can
+// check that each ack follows its Job's completion. Refuse makes it answer a subscription's calls with
+// PermissionDenied, as Pub/Sub answers refused credentials.
 type PubSubRecorder struct {
 	pubsubpb.UnimplementedSubscriberServer
 	pubsubpb.UnimplementedPublisherServer
@@ -32,10 +39,35 @@ type PubSubRecorder struct {
 	sub *vkit.SubscriptionAdminClient
 	pub *vkit.TopicAdminClient
 
+	inFlight atomic.Int64
+
 	mu         sync.Mutex
-	messages   map[string]string // ack id -> message id
-	acked      map[string]bool   // message ids acknowledged
+	deliveries []*PubSubDelivery          // in the order Pull returned them
+	byAckID    map[string]*PubSubDelivery // ack id -> its delivery
+	pulled     map[string]int             // message id -> deliveries by Pull
+	acked      map[string]bool            // message ids acknowledged (the emulator accepted the Acknowledge)
+	refused    map[string]int             // refused subscription -> calls answered with PermissionDenied
 	violations []string
+}
+
+// PubSubDelivery is one delivery of a message by Pull and what the receiver then did with its ack id.
+type PubSubDelivery struct {
+	Subscription string
+	MessageID    string
+	AckID        string
+	// PulledAt is when the Pull response reached the recorder: the ack deadline counts from about then.
+	PulledAt time.Time
+	// Modified are the ModifyAckDeadline calls naming the ack id, in order.
+	Modified []PubSubDeadline
+	// AckedAt is when an Acknowledge of the ack id was accepted by the emulator; zero if none was.
+	AckedAt time.Time
+}
+
+// PubSubDeadline is one ModifyAckDeadline of an ack id: when it reached the recorder and the deadline it set
+// (seconds from then; 0 hands the message back).
+type PubSubDeadline struct {
+	At      time.Time
+	Seconds int32
 }
 
 // RecordPubSub starts a PubSubRecorder for the test.
@@ -58,8 +90,9 @@ func (f *F) RecordPubSub() *PubSubRecorder {
 	if err != nil {
 		f.T.Fatal(err)
 	}
-	r := &PubSubRecorder{Host: l.Addr().String(), sub: sub, pub: pub, messages: map[string]string{}, acked: map[string]bool{}}
-	srv := grpc.NewServer()
+	r := &PubSubRecorder{Host: l.Addr().String(), sub: sub, pub: pub, byAckID: map[string]*PubSubDelivery{},
+		pulled: map[string]int{}, acked: map[string]bool{}, refused: map[string]int{}}
+	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(r.count))
 	pubsubpb.RegisterSubscriberServer(srv, r)
 	pubsubpb.RegisterPublisherServer(srv, r)
 	go func() { _ = srv.Serve(l) }()
@@ -71,15 +104,57 @@ func (f *F) RecordPubSub() *PubSubRecorder {
 	return r
 }
 
-// Pull forwards and learns the ack ids.
+// count keeps InFlight.
+func (r *PubSubRecorder) count(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	r.inFlight.Add(1)
+	defer r.inFlight.Add(-1)
+	return handler(ctx, req)
+}
+
+// Refuse makes the recorder answer every Subscriber call naming subscription (GetSubscription, Pull,
+// ModifyAckDeadline, Acknowledge) with PermissionDenied, without forwarding it. Call it before the dispatcher starts.
+func (r *PubSubRecorder) Refuse(subscription string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.refused[subscription]; !ok {
+		r.refused[subscription] = 0
+	}
+}
+
+// Refused returns how many calls naming subscription were answered with PermissionDenied.
+func (r *PubSubRecorder) Refused(subscription string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.refused[subscription]
+}
+
+// refuse returns the PermissionDenied answer when subscription is refused, else nil.
+func (r *PubSubRecorder) refuse(subscription string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.refused[subscription]; !ok {
+		return nil
+	}
+	r.refused[subscription]++
+	return status.Error(codes.PermissionDenied, "User not authorized to perform this action.")
+}
+
+// Pull forwards and records the deliveries.
 func (r *PubSubRecorder) Pull(ctx context.Context, req *pubsubpb.PullRequest) (*pubsubpb.PullResponse, error) {
+	if err := r.refuse(req.GetSubscription()); err != nil {
+		return nil, err
+	}
 	resp, err := r.sub.Pull(ctx, req)
 	if err != nil {
 		return nil, err
 	}
+	now := time.Now()
 	r.mu.Lock()
 	for _, m := range resp.GetReceivedMessages() {
-		r.messages[m.GetAckId()] = m.GetMessage().GetMessageId()
+		d := &PubSubDelivery{Subscription: req.GetSubscription(), MessageID: m.GetMessage().GetMessageId(), AckID: m.GetAckId(), PulledAt: now}
+		r.deliveries = append(r.deliveries, d)
+		r.byAckID[d.AckID] = d
+		r.pulled[d.MessageID]++
 	}
 	r.mu.Unlock()
 	return resp, nil
@@ -87,36 +162,58 @@ func (r *PubSubRecorder) Pull(ctx context.Context, req *pubsubpb.PullRequest) (*
 
 // Acknowledge checks each message with BeforeAck, then forwards.
 func (r *PubSubRecorder) Acknowledge(ctx context.Context, req *pubsubpb.AcknowledgeRequest) (*emptypb.Empty, error) {
+	if err := r.refuse(req.GetSubscription()); err != nil {
+		return nil, err
+	}
 	for _, id := range req.GetAckIds() {
 		r.mu.Lock()
-		msg, ok := r.messages[id]
+		d, ok := r.byAckID[id]
 		r.mu.Unlock()
 		var verr error
 		switch {
 		case !ok:
 			verr = fmt.Errorf("ack id %.20s... was never pulled through the recorder", id)
 		case r.BeforeAck != nil:
-			if err := r.BeforeAck(req.GetSubscription(), msg); err != nil {
-				verr = fmt.Errorf("message %s acknowledged: %w", msg, err)
+			if err := r.BeforeAck(req.GetSubscription(), d.MessageID); err != nil {
+				verr = fmt.Errorf("message %s acknowledged: %w", d.MessageID, err)
 			}
 		}
-		r.mu.Lock()
 		if verr != nil {
+			r.mu.Lock()
 			r.violations = append(r.violations, verr.Error())
+			r.mu.Unlock()
 		}
-		if ok {
-			r.acked[msg] = true
-		}
-		r.mu.Unlock()
 	}
 	if err := r.sub.Acknowledge(ctx, req); err != nil {
 		return nil, err
 	}
+	now := time.Now()
+	r.mu.Lock()
+	for _, id := range req.GetAckIds() {
+		if d, ok := r.byAckID[id]; ok {
+			if d.AckedAt.IsZero() {
+				d.AckedAt = now
+			}
+			r.acked[d.MessageID] = true
+		}
+	}
+	r.mu.Unlock()
 	return &emptypb.Empty{}, nil
 }
 
-// ModifyAckDeadline forwards.
+// ModifyAckDeadline records the call per ack id, then forwards.
 func (r *PubSubRecorder) ModifyAckDeadline(ctx context.Context, req *pubsubpb.ModifyAckDeadlineRequest) (*emptypb.Empty, error) {
+	if err := r.refuse(req.GetSubscription()); err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	r.mu.Lock()
+	for _, id := range req.GetAckIds() {
+		if d, ok := r.byAckID[id]; ok {
+			d.Modified = append(d.Modified, PubSubDeadline{At: now, Seconds: req.GetAckDeadlineSeconds()})
+		}
+	}
+	r.mu.Unlock()
 	if err := r.sub.ModifyAckDeadline(ctx, req); err != nil {
 		return nil, err
 	}
@@ -125,6 +222,9 @@ func (r *PubSubRecorder) ModifyAckDeadline(ctx context.Context, req *pubsubpb.Mo
 
 // GetSubscription forwards.
 func (r *PubSubRecorder) GetSubscription(ctx context.Context, req *pubsubpb.GetSubscriptionRequest) (*pubsubpb.Subscription, error) {
+	if err := r.refuse(req.GetSubscription()); err != nil {
+		return nil, err
+	}
 	return r.sub.GetSubscription(ctx, req)
 }
 
@@ -138,4 +238,42 @@ func (r *PubSubRecorder) Acked() (int, []string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return len(r.acked), append([]string(nil), r.violations...)
+}
+
+// Delivered returns, per message id, how many times Pull delivered the message.
+func (r *PubSubRecorder) Delivered() map[string]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return maps.Clone(r.pulled)
+}
+
+// Deliveries returns a copy of every delivery so far, in the order Pull returned them.
+func (r *PubSubRecorder) Deliveries() []PubSubDelivery {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]PubSubDelivery, len(r.deliveries))
+	for i, d := range r.deliveries {
+		out[i] = *d
+		out[i].Modified = append([]PubSubDeadline(nil), d.Modified...)
+	}
+	return out
+}
+
+// Unacked returns the ids of the messages delivered but not acknowledged so far.
+func (r *PubSubRecorder) Unacked() map[string]bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string]bool{}
+	for id := range r.pulled {
+		if !r.acked[id] {
+			out[id] = true
+		}
+	}
+	return out
+}
+
+// InFlight returns how many calls the recorder is serving now. After a client is killed its calls end (their
+// contexts are cancelled when the connection closes); a test waits for 0 before reading what the client left.
+func (r *PubSubRecorder) InFlight() int {
+	return int(r.inFlight.Load())
 }

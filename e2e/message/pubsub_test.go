@@ -17,7 +17,9 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/kubedispatch/kubedispatch/api/v1alpha1"
+	dispatchmessage "github.com/kubedispatch/kubedispatch/dispatch/message"
 	"github.com/kubedispatch/kubedispatch/e2e/framework"
+	"github.com/kubedispatch/kubedispatch/sources"
 )
 
 // psSub is a topic and a subscription on the Pub/Sub emulator.
@@ -150,17 +152,42 @@ func TestPubSubOneJobPerMessage(t *testing.T) {
 func TestPubSubLeasesAndKill9(t *testing.T) {
 	t.Parallel()
 	f := framework.New(t)
-	sub := newPSSub(f, "kill", 10)
+	const ackDeadline = 10 * time.Second
+	sub := newPSSub(f, "kill", int32(ackDeadline/time.Second))
 	pubsubSJ(f, "crashy", sub.name, 10).RunFor("30s").Create()
 	rec, d := recordPubSubAcks(f)
 	ids := sub.publish(n(30))
+	var kills []psKill
 	for i := range 3 {
 		want := int64((i + 1) * 5)
 		f.Eventually(fmt.Sprintf("%d acked before kill %d", want, i+1), 4*time.Minute, func() (bool, error) {
 			m := f.ScaledJob("crashy").Status.Messages
 			return m != nil && m.Acked >= want, nil
 		})
-		d.Stop(syscall.SIGKILL)
+		var since time.Time
+		if i > 0 {
+			since = kills[i-1].after
+		}
+		kills = append(kills, killPubSubDispatcher(f, rec, d, since))
+		if i == 0 {
+			// One dispatcher so far, whose Jobs ran three times the ack deadline: no redelivery, no lapsed lease.
+			for id, times := range rec.Delivered() {
+				if times != 1 {
+					t.Errorf("message %s delivered %d times before the first kill, want 1", id, times)
+				}
+			}
+			deliveries := rec.Deliveries()
+			requireLeasesKept(t, deliveries, kills, ackDeadline, kills[0].at)
+			long := 0
+			for _, dv := range deliveries {
+				if !dv.AckedAt.IsZero() && dv.AckedAt.Sub(dv.PulledAt) >= 3*ackDeadline {
+					long++
+				}
+			}
+			if long < 5 {
+				t.Errorf("%d messages held for 3 ack deadlines (%s) and acked before the first kill, want at least 5", long, 3*ackDeadline)
+			}
+		}
 		d = f.StartDispatcherWithEnv(map[string]string{"PUBSUB_EMULATOR_HOST": rec.Host})
 	}
 	// status.messages counts what each process acked since it last wrote status, and a kill between an ack and
@@ -188,12 +215,111 @@ func TestPubSubLeasesAndKill9(t *testing.T) {
 		return acked >= 30, fmt.Errorf("%d acknowledged", acked)
 	})
 	requireAckedAfterComplete(t, rec, 30)
+	requireRedeliveredOnlyAfterKills(t, rec, kills)
+	requireLeasesKept(t, rec.Deliveries(), kills, ackDeadline, time.Now())
 	if left := sub.pullAll(); len(left) != 0 {
 		t.Errorf("%d messages deliverable on the subscription after every ack", len(left))
 	}
-	if left := sub.pullAll(); len(left) != 0 {
-		t.Errorf("%d messages still deliverable on the subscription", len(left))
+}
+
+// psKill is one kill -9 of a dispatcher that reached Pub/Sub through a recorder.
+type psKill struct {
+	// at is when the signal was sent; after, when the recorder had no call in flight any more: what it recorded
+	// before after came from the killed dispatcher.
+	at, after time.Time
+	// held are the messages the killed dispatcher had been delivered and had not acknowledged.
+	held map[string]bool
+}
+
+// killPubSubDispatcher kills d, which started after since, with SIGKILL and waits until its calls through rec have
+// ended.
+func killPubSubDispatcher(f *framework.F, rec *framework.PubSubRecorder, d *framework.Dispatcher, since time.Time) psKill {
+	f.T.Helper()
+	k := psKill{at: time.Now(), held: map[string]bool{}}
+	d.Stop(syscall.SIGKILL)
+	f.Eventually("the killed dispatcher's calls through the recorder ended", time.Minute, func() (bool, error) {
+		n := rec.InFlight()
+		return n == 0, fmt.Errorf("%d calls in flight", n)
+	})
+	k.after = time.Now()
+	unacked := rec.Unacked()
+	for _, dv := range rec.Deliveries() {
+		if !dv.PulledAt.Before(since) && unacked[dv.MessageID] {
+			k.held[dv.MessageID] = true
+		}
 	}
+	return k
+}
+
+// requireLeasesKept checks that each delivery kept its lease from its Pull (leased for ackDeadline) until its ack or,
+// unacknowledged, until the kill of the dispatcher that pulled it (or until end): each ModifyAckDeadline came
+// before the lease it renewed ran out, so consecutive renewals were less than the ack deadline apart, and none
+// handed the message back.
+func requireLeasesKept(t *testing.T, deliveries []framework.PubSubDelivery, kills []psKill, ackDeadline time.Duration, end time.Time) {
+	t.Helper()
+	var longest time.Duration
+	renewals := 0
+	for _, d := range deliveries {
+		until := end
+		if !d.AckedAt.IsZero() && d.AckedAt.Before(until) {
+			until = d.AckedAt
+		} else if k := killOf(d, kills); k != nil && k.at.Before(until) {
+			until = k.at
+		}
+		last, expiry := d.PulledAt, d.PulledAt.Add(ackDeadline)
+		for _, m := range d.Modified {
+			if m.At.After(until) {
+				break
+			}
+			if m.At.After(expiry) {
+				t.Errorf("message %s: ack deadline renewed %s after its previous lease (from %s) ran out",
+					d.MessageID, m.At.Sub(expiry).Round(time.Millisecond), last.Format(time.StampMilli))
+			}
+			if m.Seconds <= 0 {
+				t.Errorf("message %s handed back (ModifyAckDeadline %d s) at %s while its Job ran", d.MessageID, m.Seconds, m.At.Format(time.StampMilli))
+			}
+			longest = max(longest, m.At.Sub(last))
+			renewals++
+			last, expiry = m.At, m.At.Add(time.Duration(m.Seconds)*time.Second)
+		}
+		if until.After(expiry) {
+			t.Errorf("message %s: lease ran out at %s (pulled %s, %d renewals), %s before %s",
+				d.MessageID, expiry.Format(time.StampMilli), d.PulledAt.Format(time.StampMilli), len(d.Modified),
+				until.Sub(expiry).Round(time.Millisecond), until.Format(time.StampMilli))
+		}
+	}
+	t.Logf("%d deliveries, %d lease renewals, the longest %s after the pull or renewal before it (ack deadline %s)",
+		len(deliveries), renewals, longest.Round(time.Millisecond), ackDeadline)
+}
+
+// killOf returns the kill of the dispatcher that pulled d, or nil if that one was not killed.
+func killOf(d framework.PubSubDelivery, kills []psKill) *psKill {
+	for i := range kills {
+		if d.PulledAt.Before(kills[i].after) {
+			return &kills[i]
+		}
+	}
+	return nil
+}
+
+// requireRedeliveredOnlyAfterKills checks that a message was delivered again only after a kill of a dispatcher that
+// held it: at most once more than the kills it was held at.
+func requireRedeliveredOnlyAfterKills(t *testing.T, rec *framework.PubSubRecorder, kills []psKill) {
+	t.Helper()
+	redelivered := 0
+	for id, times := range rec.Delivered() {
+		held := 0
+		for _, k := range kills {
+			if k.held[id] {
+				held++
+			}
+		}
+		if times > 1+held {
+			t.Errorf("message %s delivered %d times, held at %d of the %d kills: redelivered while a dispatcher held it", id, times, held, len(kills))
+		}
+		redelivered += times - 1
+	}
+	t.Logf("%d redeliveries after %d kills", redelivered, len(kills))
 }
 
 // Failing messages get maxDeliveries Jobs, then go to the dead-letter topic with the reason.
@@ -237,8 +363,8 @@ func TestPubSubFailuresDeadLettered(t *testing.T) {
 	}
 }
 
-// Bad input: a topic instead of a subscription, or a subscription that does not exist: Ready=False naming the
-// cause, nothing received.
+// Bad input: a topic instead of a subscription, a subscription that does not exist, or credentials the
+// subscription refuses: Ready=False naming the cause, nothing received.
 func TestPubSubBadInput(t *testing.T) {
 	t.Parallel()
 	f := framework.New(t)
@@ -248,14 +374,46 @@ func TestPubSubBadInput(t *testing.T) {
 	b.ScaledJob.Spec.Dispatch = &v1alpha1.Dispatch{Mode: v1alpha1.ModeMessage}
 	b.Create()
 	pubsubSJ(f, "nosub", "projects/"+framework.PubSubProject+"/subscriptions/does-not-exist", 5).Create()
-	f.StartDispatcher()
+	// The recorder answers every call naming this subscription with PermissionDenied, as Pub/Sub answers an
+	// identity without the subscriber role.
+	refused := newPSSub(f, "refused", 10)
+	refused.publish(n(2))
+	pubsubSJ(f, "refused", refused.name, 5).Create()
+	rec := f.RecordPubSub()
+	rec.Refuse(refused.name)
+	started := time.Now()
+	f.StartDispatcherWithEnv(map[string]string{"PUBSUB_EMULATOR_HOST": rec.Host})
 	f.WaitReady("topiconly", metav1.ConditionFalse, "metadata.topicName", "subscriptionName")
 	f.WaitReady("nosub", metav1.ConditionFalse, "does-not-exist")
-	if jobs := f.JobsOf("topiconly"); len(jobs) != 0 {
-		t.Errorf("%d Jobs for a topic-only trigger", len(jobs))
+	sj := f.WaitReady("refused", metav1.ConditionFalse, sources.ErrUnauthorized.Error(), refused.name, "PermissionDenied")
+	if c := framework.Condition(sj, v1alpha1.ConditionReady); c.Reason != dispatchmessage.ReasonReceiveFailed {
+		t.Errorf("Ready reason %q, want %q", c.Reason, dispatchmessage.ReasonReceiveFailed)
 	}
-	if left := sub.pullAll(); len(left) != 2 {
-		t.Errorf("%d messages deliverable on the subscription, want the 2 published (nothing received)", len(left))
+	if m := sj.Status.Messages; m != nil && (m.Held != 0 || m.Acked != 0) {
+		t.Errorf("status.messages %+v on a refused subscription, want nothing held or acked", m)
+	}
+	for _, name := range []string{"topiconly", "refused"} {
+		if jobs := f.JobsOf(name); len(jobs) != 0 {
+			t.Errorf("%d Jobs for %s", len(jobs), name)
+		}
+	}
+	for _, d := range rec.Deliveries() {
+		if d.Subscription == refused.name {
+			t.Errorf("message %s of the refused subscription delivered to the dispatcher", d.MessageID)
+		}
+	}
+	// Refused credentials are read again and retried with the receiver's back-off (1 s doubling to 30 s), not in a
+	// tight loop: at most about one call a second (the limit is generous).
+	calls, elapsed := rec.Refused(refused.name), time.Since(started)
+	t.Logf("%d calls refused in %s", calls, elapsed.Round(time.Millisecond))
+	if limit := 5 + int(elapsed/time.Second); calls > limit {
+		t.Errorf("%d calls on the refused subscription in %s, want at most %d: no back-off between attempts", calls,
+			elapsed.Round(time.Millisecond), limit)
+	}
+	for _, s := range []*psSub{sub, refused} {
+		if left := s.pullAll(); len(left) != 2 {
+			t.Errorf("%d messages deliverable on %s, want the 2 published (nothing received)", len(left), s.name)
+		}
 	}
 }
 

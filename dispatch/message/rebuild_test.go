@@ -1,0 +1,141 @@
+package message
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/client-go/tools/events"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+
+	"github.com/kubedispatch/kubedispatch/api/v1alpha1"
+	"github.com/kubedispatch/kubedispatch/sources"
+)
+
+// waitingReceiver's Receive waits for its context (a long poll that never gets a message).
+type waitingReceiver struct{ fakeReceiver }
+
+func (w *waitingReceiver) Receive(ctx context.Context, _ int, _ time.Duration, _ time.Time) ([]sources.Message, error) {
+	w.record("receive")
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+func (w *waitingReceiver) receives() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.calls)
+}
+
+// receiverBuilds is a programmable NewReceiver: it counts the builds and refuses them while err is set.
+type receiverBuilds struct {
+	mu     sync.Mutex
+	n      int
+	err    error
+	latest *waitingReceiver
+}
+
+func (b *receiverBuilds) build(context.Context, *v1alpha1.ScaledJob) (sources.Receiver, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.n++
+	if b.err != nil {
+		return nil, b.err
+	}
+	b.latest = &waitingReceiver{fakeReceiver{reasons: map[string]string{}}}
+	return b.latest, nil
+}
+
+func (b *receiverBuilds) state() (int, *waitingReceiver) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.n, b.latest
+}
+
+func (b *receiverBuilds) refuse(err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.err = err
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Rebuild ends the receiver in use and builds a new one at once; a refused build wakes the ScaledJob with the
+// refusal in its snapshot and receives nothing; a Rebuild then cuts the build back-off short (no clock step here),
+// and the working build clears the refusal and wakes the ScaledJob again.
+func TestLoopsRebuild(t *testing.T) {
+	e := newLoopEnv(t, nil)
+	builds := &receiverBuilds{}
+	wake := make(chan event.GenericEvent, 10)
+	ls := NewLoops(Config{Client: e.c, APIReader: e.c, Clock: e.clock, Recorder: events.NewFakeRecorder(100),
+		NewReceiver: builds.build, Wake: wake, Log: logr.Discard()})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = ls.Start(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	eventually(t, "the loops to start", func() bool { return ls.Ensure(e.sj) })
+	key := e.sj.Namespace + "/" + e.sj.Name
+	receiving := func(n int) func() bool {
+		return func() bool {
+			got, r := builds.state()
+			return got == n && r != nil && r.receives() > 0
+		}
+	}
+	eventually(t, "the first receiver to receive", receiving(1))
+	_, first := builds.state()
+
+	if !ls.Rebuild(key) {
+		t.Fatalf("Rebuild(%s) = false with a loop running", key)
+	}
+	eventually(t, "a second receiver to receive", receiving(2))
+
+	builds.refuse(errors.New(`authenticationRef: ClusterTriggerAuthentication "shared" does not allow namespace ns`))
+	ls.Rebuild(key)
+	select {
+	case ev := <-wake:
+		if ev.Object.GetName() != e.sj.Name {
+			t.Errorf("woke %s, want %s", ev.Object.GetName(), e.sj.Name)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the refused build did not wake the ScaledJob")
+	}
+	if s := ls.Snapshot(key); !strings.Contains(s.ReceiveErr, `building the receiver: authenticationRef: ClusterTriggerAuthentication "shared" does not allow namespace ns`) {
+		t.Errorf("ReceiveErr = %q, want the refusal", s.ReceiveErr)
+	}
+	if n, _ := builds.state(); n != 3 {
+		t.Errorf("%d builds, want 3", n)
+	}
+
+	builds.refuse(nil)
+	ls.Rebuild(key) // during the 1 s back-off, which the fake clock never ends on its own
+	eventually(t, "a receiver built again at once", receiving(4))
+	// The refusal leaves the status as soon as the build works, not when the first long poll returns (never, here).
+	if s := ls.Snapshot(key); s.ReceiveErr != "" {
+		t.Errorf("ReceiveErr = %q once the receiver is built again, want none", s.ReceiveErr)
+	}
+	select {
+	case <-wake:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the working build did not wake the ScaledJob")
+	}
+	if receives := first.receives(); receives != 1 {
+		t.Errorf("the first receiver received %d times, want once (it was closed by the first rebuild)", receives)
+	}
+
+	if ls.Rebuild("ns/none") {
+		t.Errorf("Rebuild of a ScaledJob without a loop = true")
+	}
+}
