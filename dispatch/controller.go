@@ -102,7 +102,7 @@ func (r *Reconciler) init() {
 		r.sourceCache = newSourceCache()
 		r.pollers = newPollers(r, r.TriggerConcurrency, r.SecretRefresh)
 		r.messages = message.NewLoops(message.Config{Client: r.Client, APIReader: r.APIReader, Clock: r.Clock,
-			Recorder: r.recorder, Metrics: r.MessageMetrics, NewReceiver: r.newReceiver, Wake: r.pollers.wake,
+			Recorder: r.recorder, Metrics: r.MessageMetrics, NewReceiver: r.newReceiver, Fingerprint: r.receiverFingerprint, Wake: r.pollers.wake,
 			Log: ctrl.Log.WithName("message"), SecretRefresh: r.pollers.SecretRefresh, MaxReplicas: windowMaxReplicas, ShardLabelKeys: r.ShardLabelKeys,
 			OnJobCreated: func(namespace, name string) { r.Metrics.JobsCreated.WithLabelValues(namespace, name).Inc() }})
 		if r.CreateWorkers <= 0 {
@@ -616,20 +616,6 @@ func ownedBy(jobs []batchv1.Job, sj *v1alpha1.ScaledJob) []batchv1.Job {
 	return out
 }
 
-// jobNameOf returns the name of the Job that owns a pod.
-func jobNameOf(p *corev1.Pod) string {
-	if n := p.Labels[batchv1.JobNameLabel]; n != "" {
-		return n
-	}
-	if n := p.Labels["job-name"]; n != "" {
-		return n
-	}
-	if ref := metav1.GetControllerOf(p); ref != nil && ref.Kind == "Job" {
-		return ref.Name
-	}
-	return ""
-}
-
 // CurrentOutcomes are the finished Jobs among jobs (the ScaledJob's own) of sj's current generation, as the
 // failing-Jobs back-off takes them: only the current template's outcomes count, so an edit that fixes the template
 // ends the back-off at once.
@@ -689,7 +675,7 @@ func (r *Reconciler) observeJobs(ctx context.Context, sj *v1alpha1.ScaledJob) ob
 	obs.listed = len(jobs.Items)
 	podsByJob := map[string][]corev1.Pod{}
 	for _, p := range pods.Items {
-		if name := jobNameOf(&p); name != "" {
+		if name := JobNameOf(&p); name != "" {
 			podsByJob[name] = append(podsByJob[name], p)
 		}
 	}

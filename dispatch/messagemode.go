@@ -38,6 +38,16 @@ func (r *Reconciler) newReceiver(ctx context.Context, sj *v1alpha1.ScaledJob) (s
 	return r.Registry.NewReceiver(ctx, cfgs[0], deadLetter)
 }
 
+// receiverFingerprint is the digest of sj's resolved receiver configuration (message.Config.Fingerprint): an
+// edited TriggerAuthentication that changes nothing for sj leaves its receiver (and its long poll) alone.
+func (r *Reconciler) receiverFingerprint(ctx context.Context, sj *v1alpha1.ScaledJob) (string, error) {
+	cfgs, err := r.resolveConfigs(ctx, sj)
+	if err != nil {
+		return "", err
+	}
+	return hashConfigs(string(sj.UID), cfgs)
+}
+
 // reconcileMessage is a message-mode tick: the message loop receives and settles on its own; the tick reports its
 // state in status, counts the Jobs and prunes history (only Jobs whose message is settled).
 func (r *Reconciler) reconcileMessage(ctx context.Context, sj *v1alpha1.ScaledJob, status *v1alpha1.ScaledJobStatus, paused bool,

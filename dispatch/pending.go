@@ -3,6 +3,7 @@ package dispatch
 import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // This file reproduces which Jobs KEDA counts as running and pending (keda-scaledjob-reference.md §2.5).
@@ -42,6 +43,39 @@ func IsPending(pods []corev1.Pod, pendingPodConditions []string) bool {
 	return true
 }
 
+// JobPending reports whether the unfinished Job j counts as pending, given its unfinished pods: IsPending on them,
+// except that with an empty pendingPodConditions list a Job that has a succeeded pod (status.succeeded > 0) has
+// started. The dispatcher caches pods only until they finish, so a pod that has succeeded is known from the Job's
+// status; with a list, finished pods do not count (their conditions are not cached).
+func JobPending(j *batchv1.Job, pods []corev1.Pod, pendingPodConditions []string) bool {
+	if len(uniqueConditions(pendingPodConditions)) == 0 && j.Status.Succeeded > 0 {
+		return false
+	}
+	return IsPending(pods, pendingPodConditions)
+}
+
+// Unfinished reports whether a pod has not reached a terminal phase: the pods the dispatcher caches and counts.
+func Unfinished(p *corev1.Pod) bool {
+	return p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed
+}
+
+// JobNameOf returns the name of the Job that owns a pod: its batch.kubernetes.io/job-name (or legacy job-name)
+// label, else its controller owner reference.
+func JobNameOf(p *corev1.Pod) string {
+	for _, k := range JobNameLabels {
+		if n := p.Labels[k]; n != "" {
+			return n
+		}
+	}
+	if ref := metav1.GetControllerOf(p); ref != nil && ref.Kind == "Job" {
+		return ref.Name
+	}
+	return ""
+}
+
+// JobNameLabels are the labels the Job controller sets on its pods to the Job's name, newest first.
+var JobNameLabels = []string{batchv1.JobNameLabel, "job-name"}
+
 // Count returns running (unfinished) and pending counts. podsByJob maps Job name to its pods.
 func Count(jobs []batchv1.Job, podsByJob map[string][]corev1.Pod, pendingPodConditions []string) (running, pending int64) {
 	for i := range jobs {
@@ -49,7 +83,7 @@ func Count(jobs []batchv1.Job, podsByJob map[string][]corev1.Pod, pendingPodCond
 			continue
 		}
 		running++
-		if IsPending(podsByJob[jobs[i].Name], pendingPodConditions) {
+		if JobPending(&jobs[i], podsByJob[jobs[i].Name], pendingPodConditions) {
 			pending++
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 )
 
 // podWrapper builds pods for the pending tests.
@@ -251,6 +252,55 @@ func TestCount(t *testing.T) {
 			running, pending := Count(jobs, tc.podsByJob, tc.conditions)
 			if diff := cmp.Diff(tc.want, want{Running: running, Pending: pending}); diff != "" {
 				t.Errorf("Count() mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// The dispatcher caches only unfinished pods; a succeeded pod is known from the Job's status.
+func TestJobPending(t *testing.T) {
+	running := []corev1.Pod{{Status: corev1.PodStatus{Phase: corev1.PodRunning}}}
+	pending := []corev1.Pod{{Status: corev1.PodStatus{Phase: corev1.PodPending}}}
+	cases := map[string]struct {
+		succeeded  int32
+		pods       []corev1.Pod
+		conditions []string
+		want       bool
+	}{
+		"no pods yet":                       {want: true},
+		"a running pod":                     {pods: running},
+		"a succeeded pod, no longer cached": {succeeded: 1},
+		"a succeeded pod and a pending one (completions 2)": {succeeded: 1, pods: pending},
+		"with a list, a succeeded pod does not count":       {succeeded: 1, conditions: []string{"Ready"}, want: true},
+		"with a list, a running pod without the condition":  {pods: running, conditions: []string{"Ready"}, want: true},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			j := &batchv1.Job{Status: batchv1.JobStatus{Succeeded: tc.succeeded}}
+			if got := JobPending(j, tc.pods, tc.conditions); got != tc.want {
+				t.Errorf("JobPending() = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestJobNameOf(t *testing.T) {
+	owned := []metav1.OwnerReference{{Kind: "Job", Name: "from-owner", Controller: ptr.To(true)}}
+	cases := map[string]struct {
+		labels map[string]string
+		owners []metav1.OwnerReference
+		want   string
+	}{
+		"current label":          {labels: map[string]string{batchv1.JobNameLabel: "a", "job-name": "b"}, owners: owned, want: "a"},
+		"legacy label":           {labels: map[string]string{"job-name": "b"}, owners: owned, want: "b"},
+		"owner reference":        {owners: owned, want: "from-owner"},
+		"nothing says which Job": {},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Labels: tc.labels, OwnerReferences: tc.owners}}
+			if got := JobNameOf(p); got != tc.want {
+				t.Errorf("JobNameOf() = %q, want %q", got, tc.want)
 			}
 		})
 	}

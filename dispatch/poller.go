@@ -286,6 +286,7 @@ func (p *Pollers) loop(ctx context.Context, nn types.NamespacedName, pl *poller)
 			case <-pl.refresh:
 			default:
 			}
+			pl.urgent.Store(false)
 			lastExtra = p.r.Clock.Now()
 		}
 	}

@@ -102,7 +102,7 @@ func (r *Reconciler) terminateExcess(ctx context.Context, sj *v1alpha1.ScaledJob
 		}
 		byName[j.Name] = j
 		unfinished = append(unfinished, capacity.Unfinished{Name: j.Name, Created: j.CreationTimestamp.Time,
-			Pending: IsPending(obs.podsByJob[j.Name], sj.Spec.ScalingStrategy.PendingPodConditions)})
+			Pending: JobPending(j, obs.podsByJob[j.Name], sj.Spec.ScalingStrategy.PendingPodConditions)})
 	}
 	victims := capacity.Excess(unfinished, keep)
 	var errs []error

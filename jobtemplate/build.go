@@ -27,6 +27,19 @@ const (
 	Component = "job"
 )
 
+// SetByKubernetes reports whether Jobs or their pods get label key from the dispatcher or the Job controller,
+// whatever the ScaledJob says: the kubedispatch.io/ scaledjob and message labels, the app.kubernetes.io labels
+// above and the Job controller's job-name and controller-uid labels. A shard selector on such a key cannot select
+// Jobs and pods the way it selects ScaledJobs.
+func SetByKubernetes(key string) bool {
+	switch key {
+	case v1alpha1.LabelScaledJob, v1alpha1.LabelMessage, LabelName, LabelPartOf, LabelManagedBy, LabelComponent,
+		batchv1.JobNameLabel, batchv1.ControllerUidLabel, "job-name", "controller-uid":
+		return true
+	}
+	return false
+}
+
 const (
 	// SuffixLength is the length of the random suffix RandomSuffix returns.
 	SuffixLength = 5

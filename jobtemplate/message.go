@@ -99,6 +99,8 @@ func MessageJobName(sj *v1alpha1.ScaledJob, key string, attempt int32) string {
 //     appended;
 //   - the Secret volume "kubedispatch-message" (file "body", mode 0444), mounted read-only at
 //     sj.Spec.PayloadMountPath() in every container and init container;
+//   - the shard label keys (shardKeys, see Build) set again after the parameters, so a to.podLabel parameter on
+//     one of them is overridden;
 //   - spec.dispatch.parameters, in order, after the variables above: to.env sets a variable in every container
 //     and init container (replacing one of the same name), to.podAnnotation and to.podLabel set a pod template
 //     annotation or label, to.arg appends "<prefix><value>" to the args of the named container (the first when

@@ -15,6 +15,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubedispatch/kubedispatch/api/v1alpha1"
+	"github.com/kubedispatch/kubedispatch/dispatch"
+	"github.com/kubedispatch/kubedispatch/jobtemplate"
 )
 
 // unfinishedPods selects the pods that have not reached a terminal phase. The dispatcher reads pods only to tell
@@ -26,45 +28,65 @@ var unfinishedPods = fields.AndSelectors(
 	fields.OneTermNotEqualSelector("status.phase", string(corev1.PodFailed)),
 )
 
-// shardSelector parses --watch-label-selector (nil when it is empty) and returns the label keys it names: the
-// dispatcher copies the ScaledJob's values of those keys onto its Jobs and their pods (jobtemplate.Build), so one
-// selector picks a shard's ScaledJobs, Jobs and pods alike.
-func shardSelector(opts Options) (labels.Selector, []string, error) {
+// shard is what --watch-label-selector selects.
+type shard struct {
+	// selector picks the ScaledJobs (nil: all).
+	selector labels.Selector
+	// keys are the label keys selector names. The dispatcher copies the ScaledJob's values of them onto its Jobs
+	// and their pods (jobtemplate.Build), so the same selector picks the shard's Jobs and pods.
+	keys []string
+	// unshardable is a key the dispatcher or the Job controller sets on Jobs or pods itself
+	// (jobtemplate.SetByKubernetes): with it, the Job and pod caches cannot follow the shard and hold every
+	// managed Job and pod ("" when there is none).
+	unshardable string
+}
+
+// parseShard parses --watch-label-selector.
+func parseShard(opts Options) (shard, error) {
 	if opts.WatchLabelSelector == "" {
-		return nil, nil, nil
+		return shard{}, nil
 	}
 	sel, err := labels.Parse(opts.WatchLabelSelector)
 	if err != nil {
-		return nil, nil, fmt.Errorf("parsing --watch-label-selector %q: %w", opts.WatchLabelSelector, err)
+		return shard{}, fmt.Errorf("parsing --watch-label-selector %q: %w", opts.WatchLabelSelector, err)
 	}
+	s := shard{selector: sel}
 	reqs, _ := sel.Requirements()
-	var keys []string
 	for _, r := range reqs {
-		if !slices.Contains(keys, r.Key()) {
-			keys = append(keys, r.Key())
+		if jobtemplate.SetByKubernetes(r.Key()) && s.unshardable == "" {
+			s.unshardable = r.Key()
+		}
+		if !slices.Contains(s.keys, r.Key()) {
+			s.keys = append(s.keys, r.Key())
 		}
 	}
-	return sel, keys, nil
+	return s, nil
+}
+
+// jobKeys are the label keys the Job builders copy onto pods: the shard's, unless the caches cannot follow it.
+func (s shard) jobKeys() []string {
+	if s.unshardable != "" {
+		return nil
+	}
+	return s.keys
 }
 
 // cacheOptions restricts the informers: Jobs and pods only with the kubedispatch.io/scaledjob label, so memory
 // does not grow with the rest of the cluster's workload, pods only while they run; namespaces from the flags, and
 // the shard's --watch-label-selector for ScaledJobs, Jobs and pods.
-func cacheOptions(opts Options) (cache.Options, error) {
+func cacheOptions(opts Options, sh shard) (cache.Options, error) {
 	managed, err := labels.NewRequirement(v1alpha1.LabelScaledJob, selection.Exists, nil)
 	if err != nil {
 		return cache.Options{}, fmt.Errorf("building label selector: %w", err)
 	}
 	owned := labels.NewSelector().Add(*managed)
-	shard, _, err := shardSelector(opts)
-	if err != nil {
-		return cache.Options{}, err
-	}
 	byObject := map[client.Object]cache.ByObject{}
-	if shard != nil {
-		reqs, _ := shard.Requirements()
-		owned = owned.Add(reqs...)
-		byObject[&v1alpha1.ScaledJob{}] = cache.ByObject{Label: shard}
+	if sh.selector != nil {
+		byObject[&v1alpha1.ScaledJob{}] = cache.ByObject{Label: sh.selector}
+		if sh.unshardable == "" {
+			reqs, _ := sh.selector.Requirements()
+			owned = owned.Add(reqs...)
+		}
 	}
 	byObject[&batchv1.Job{}] = cache.ByObject{Label: owned, Transform: trimJob}
 	byObject[&corev1.Pod{}] = cache.ByObject{Label: owned, Field: unfinishedPods, Transform: trimPod}
@@ -95,13 +117,13 @@ func trimPod(obj any) (any, error) {
 		Status:     corev1.PodStatus{Phase: p.Status.Phase},
 	}
 	kept := map[string]string{}
-	for _, k := range []string{v1alpha1.LabelScaledJob, batchv1.JobNameLabel, "job-name"} {
+	for _, k := range append([]string{v1alpha1.LabelScaledJob}, dispatch.JobNameLabels...) {
 		if v, ok := p.Labels[k]; ok {
 			kept[k] = v
 		}
 	}
 	out.Labels = kept
-	if kept[batchv1.JobNameLabel] == "" && kept["job-name"] == "" {
+	if dispatch.JobNameOf(out) == "" {
 		out.OwnerReferences = p.OwnerReferences
 	}
 	for _, c := range p.Status.Conditions {

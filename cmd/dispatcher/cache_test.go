@@ -155,6 +155,11 @@ func TestCacheOptionsFollowTheShard(t *testing.T) {
 			selector: "kubedispatch.io/shard=a",
 			labels:   map[string]string{v1alpha1.LabelScaledJob: "etl", "kubedispatch.io/shard": "b"},
 		},
+		"a selector on a label the dispatcher sets: Jobs and pods are not sharded": {
+			selector: "app.kubernetes.io/part-of=billing",
+			labels:   map[string]string{v1alpha1.LabelScaledJob: "etl", "app.kubernetes.io/part-of": "etl"},
+			want:     want{Job: true, Pod: true},
+		},
 		"a shard for unlabelled ScaledJobs": {
 			selector: "!kubedispatch.io/shard",
 			labels:   map[string]string{v1alpha1.LabelScaledJob: "etl"},
@@ -163,9 +168,18 @@ func TestCacheOptionsFollowTheShard(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			co, err := cacheOptions(Options{WatchLabelSelector: tc.selector})
+			sh, err := parseShard(Options{WatchLabelSelector: tc.selector})
 			if err != nil {
 				t.Fatal(err)
+			}
+			co, err := cacheOptions(Options{WatchLabelSelector: tc.selector}, sh)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for obj, by := range co.ByObject {
+				if _, ok := obj.(*corev1.Pod); ok && by.Field.String() != "status.phase!=Succeeded,status.phase!=Failed" {
+					t.Errorf("pod field selector %q, want only unfinished pods", by.Field.String())
+				}
 			}
 			var got want
 			got.ScaledJob = true // without a ByObject entry every ScaledJob is cached
@@ -187,15 +201,45 @@ func TestCacheOptionsFollowTheShard(t *testing.T) {
 	}
 }
 
-func TestShardSelectorKeys(t *testing.T) {
-	_, keys, err := shardSelector(Options{WatchLabelSelector: "kubedispatch.io/shard in (a,b),team,!legacy,team!=x"})
-	if err != nil {
-		t.Fatal(err)
+func TestParseShard(t *testing.T) {
+	cases := map[string]struct {
+		selector        string
+		wantKeys        []string
+		wantUnshardable string
+		wantJobKeys     []string
+	}{
+		"none": {},
+		"shard keys, each once": {
+			selector: "kubedispatch.io/shard in (a,b),team,!legacy,team!=x",
+			wantKeys: []string{"kubedispatch.io/shard", "legacy", "team"}, wantJobKeys: []string{"kubedispatch.io/shard", "legacy", "team"},
+		},
+		"a key the dispatcher sets": {
+			selector: "team=a,app.kubernetes.io/name=etl",
+			wantKeys: []string{"app.kubernetes.io/name", "team"}, wantUnshardable: "app.kubernetes.io/name",
+		},
+		"a key the Job controller sets": {
+			selector: "batch.kubernetes.io/job-name", wantKeys: []string{"batch.kubernetes.io/job-name"},
+			wantUnshardable: "batch.kubernetes.io/job-name",
+		},
 	}
-	if diff := cmp.Diff([]string{"kubedispatch.io/shard", "legacy", "team"}, keys); diff != "" {
-		t.Errorf("keys (-want +got):\n%s", diff)
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			sh, err := parseShard(Options{WatchLabelSelector: tc.selector})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.wantKeys, sh.keys); diff != "" {
+				t.Errorf("keys (-want +got):\n%s", diff)
+			}
+			if sh.unshardable != tc.wantUnshardable {
+				t.Errorf("unshardable %q, want %q", sh.unshardable, tc.wantUnshardable)
+			}
+			if diff := cmp.Diff(tc.wantJobKeys, sh.jobKeys()); diff != "" {
+				t.Errorf("jobKeys (-want +got):\n%s", diff)
+			}
+		})
 	}
-	if _, _, err := shardSelector(Options{WatchLabelSelector: "a=b=c"}); err == nil {
+	if _, err := parseShard(Options{WatchLabelSelector: "a=b=c"}); err == nil {
 		t.Errorf("a bad selector gave no error")
 	}
 }

@@ -64,11 +64,11 @@ func run(ctx context.Context, opts Options) error {
 	if err := v1alpha1.AddToScheme(scheme); err != nil {
 		return fmt.Errorf("building scheme: %w", err)
 	}
-	cacheOpts, err := cacheOptions(opts)
+	sh, err := parseShard(opts)
 	if err != nil {
 		return err
 	}
-	_, shardKeys, err := shardSelector(opts)
+	cacheOpts, err := cacheOptions(opts, sh)
 	if err != nil {
 		return err
 	}
@@ -113,7 +113,7 @@ func run(ctx context.Context, opts Options) error {
 		TriggerTimeout:       opts.TriggerTimeout,
 		TriggerConcurrency:   opts.TriggerConcurrency,
 		SecretRefresh:        opts.SecretRefresh,
-		ShardLabelKeys:       shardKeys,
+		ShardLabelKeys:       sh.jobKeys(),
 	}
 	if err := r.SetupWithManager(mgr, opts.Concurrency); err != nil {
 		return fmt.Errorf("setting up the ScaledJob controller: %w", err)
@@ -128,6 +128,10 @@ func run(ctx context.Context, opts Options) error {
 		return nil
 	}); err != nil {
 		return fmt.Errorf("adding readiness check: %w", err)
+	}
+	if sh.unshardable != "" {
+		ctrl.Log.Info("The Job and pod caches hold every managed Job and pod, not only this shard's: --watch-label-selector names a label the dispatcher or the Job controller sets on Jobs and pods itself",
+			"watchLabelSelector", opts.WatchLabelSelector, "labelKey", sh.unshardable)
 	}
 	ctrl.Log.Info("Starting dispatcher", "triggerTypes", registry.Types(), "leaderElect", opts.LeaderElect,
 		"watchNamespaces", opts.Namespaces(), "kubeAPIQPS", opts.KubeAPIQPS, "kubeAPIBurst", opts.KubeAPIBurst,

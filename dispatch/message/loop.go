@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -62,6 +63,11 @@ type Config struct {
 	Metrics   *Metrics
 	// NewReceiver builds a ScaledJob's receiver, its credentials resolved.
 	NewReceiver func(ctx context.Context, sj *v1alpha1.ScaledJob) (sources.Receiver, error)
+	// Fingerprint resolves a ScaledJob's receiver configuration (credentials included) and returns a digest of
+	// it, or the error resolving it gives (such as a ClusterTriggerAuthentication that no longer allows the
+	// namespace). With it, Rebuild ends the receiver in use only when the digest changed or resolving fails, so an
+	// edit that changes nothing for this ScaledJob does not cut its long poll short. Nil: Rebuild always rebuilds.
+	Fingerprint func(ctx context.Context, sj *v1alpha1.ScaledJob) (string, error)
 	// Wake gets the ScaledJob (at most once per keeper tick) when its message status changed.
 	Wake chan<- event.GenericEvent
 	// ReceiveWait is the long-poll wait; DefaultReceiveWait when zero.
@@ -169,7 +175,7 @@ func (ls *Loops) Rebuild(key string) bool {
 	l, ok := ls.running[key]
 	ls.mu.Unlock()
 	if ok {
-		l.rebuild()
+		l.rebuildIfChanged()
 	}
 	return ok
 }
@@ -251,6 +257,14 @@ type loop struct {
 	slot    chan struct{} // a slot may have freed: receive again
 	settle  chan struct{} // a Job finished: check held messages now
 	rebuilt chan struct{} // build the receiver again now, without waiting out a back-off
+	// refusals counts the receivers in a row that the queue refused the credentials of (run's goroutine only).
+	refusals int
+	// built is the Fingerprint of the configuration the receiver in use was built with ("" when unknown), and
+	// runCtx the loop's context, for the check Rebuild starts; checking is set while that check runs.
+	built    string
+	runCtx   context.Context
+	checking atomic.Bool
+	recheck  atomic.Bool
 
 	admits sync.WaitGroup // messages being turned into Jobs
 
@@ -300,6 +314,40 @@ func (l *loop) rebuild() {
 	}
 }
 
+// rebuildIfChanged rebuilds when the receiver's configuration changed or no longer resolves (Config.Fingerprint),
+// checked in its own goroutine (it reads Secrets) so that the caller, an event handler, does not wait. Asks that
+// come while a check runs are served by another check after it (recheck), never lost.
+func (l *loop) rebuildIfChanged() {
+	l.mu.Lock()
+	ctx, built := l.runCtx, l.built
+	l.mu.Unlock()
+	if l.cfg.Fingerprint == nil || ctx == nil || built == "" {
+		l.rebuild()
+		return
+	}
+	l.recheck.Store(true)
+	if !l.checking.CompareAndSwap(false, true) {
+		return // the running check sees recheck
+	}
+	go func() {
+		for {
+			for l.recheck.Swap(false) && ctx.Err() == nil {
+				fp, err := l.cfg.Fingerprint(ctx, l.spec())
+				l.mu.Lock()
+				changed := err != nil || fp != l.built
+				l.mu.Unlock()
+				if changed {
+					l.rebuild()
+				}
+			}
+			l.checking.Store(false)
+			if !l.recheck.Load() || !l.checking.CompareAndSwap(false, true) {
+				return
+			}
+		}
+	}()
+}
+
 func (l *loop) nudgeSettle() {
 	select {
 	case l.settle <- struct{}{}:
@@ -331,17 +379,27 @@ func (l *loop) labels() []string { return []string{l.nn.Namespace, l.nn.Name} }
 func (l *loop) run(ctx context.Context) {
 	log := logr.FromContextOrDiscard(ctx).WithValues("scaledJob", l.nn.String())
 	ctx = logr.NewContext(ctx, log)
+	l.mu.Lock()
+	l.runCtx = ctx
+	l.mu.Unlock()
 	// Counters exported from 0, so rate() sees the first increment.
 	l.cfg.Metrics.LeaseErrors.WithLabelValues(l.labels()...).Add(0)
 	for _, action := range []string{"received", "acked", "released", "dead_lettered"} {
 		l.cfg.Metrics.Messages.WithLabelValues(l.nn.Namespace, l.nn.Name, action).Add(0)
 	}
-	for failures, refusals := 0, 0; ctx.Err() == nil; {
+	for failures := 0; ctx.Err() == nil; {
 		// A rebuild asked for before this build is served by it.
 		select {
 		case <-l.rebuilt:
 		default:
 		}
+		built := ""
+		if l.cfg.Fingerprint != nil {
+			built, _ = l.cfg.Fingerprint(ctx, l.spec()) // a failure shows in NewReceiver's error just below
+		}
+		l.mu.Lock()
+		l.built = built
+		l.mu.Unlock()
 		recv, err := l.cfg.NewReceiver(ctx, l.spec())
 		if err != nil {
 			l.setReceiveErr(fmt.Errorf("building the receiver: %w", err))
@@ -372,15 +430,15 @@ func (l *loop) run(ctx context.Context) {
 			return
 		}
 		if !l.serve(ctx, recv) {
-			refusals = 0
 			continue
 		}
-		// The queue refused the credentials: build again after a back-off, not at once in a loop (a rebuild asked
-		// for meanwhile, such as an edited TriggerAuthentication, cuts it short).
-		if !l.sleepOrRebuild(ctx, backoff(refusals)) {
+		// The queue refused the credentials: status says so now, and the receiver is built again after a back-off,
+		// not at once in a loop (a rebuild asked for meanwhile, such as an edited TriggerAuthentication, cuts it
+		// short). The back-off grows with refusals in a row and starts again after a receive that worked.
+		if !l.wake(ctx) || !l.sleepOrRebuild(ctx, backoff(l.refusals)) {
 			return
 		}
-		refusals++
+		l.refusals++
 	}
 }
 
@@ -515,7 +573,7 @@ func (l *loop) receive(ctx context.Context, recv sources.Receiver) bool {
 			failures++
 			continue
 		}
-		failures = 0
+		failures, l.refusals = 0, 0
 		l.setReceiveErr(nil)
 		// Each new message becomes its Job in parallel (a batch of 10 made one after the other would wait ten
 		// create round trips); the next receive counts them as held already.

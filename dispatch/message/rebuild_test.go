@@ -139,3 +139,58 @@ func TestLoopsRebuild(t *testing.T) {
 		t.Errorf("Rebuild of a ScaledJob without a loop = true")
 	}
 }
+
+// With a Fingerprint, Rebuild keeps the receiver in use (and its long poll) when the resolved configuration is
+// unchanged, and rebuilds when it changed or no longer resolves.
+func TestLoopsRebuildOnlyWhenTheConfigurationChanged(t *testing.T) {
+	e := newLoopEnv(t, nil)
+	builds := &receiverBuilds{}
+	var mu sync.Mutex
+	fp, fpErr, checks := "v1", error(nil), 0
+	fingerprint := func(context.Context, *v1alpha1.ScaledJob) (string, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		checks++
+		return fp, fpErr
+	}
+	set := func(v string, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		fp, fpErr = v, err
+	}
+	checked := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return checks
+	}
+	ls := NewLoops(Config{Client: e.c, APIReader: e.c, Clock: e.clock, Recorder: events.NewFakeRecorder(100),
+		NewReceiver: builds.build, Fingerprint: fingerprint, Wake: make(chan event.GenericEvent, 100), Log: logr.Discard()})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = ls.Start(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	eventually(t, "the loops to start", func() bool { return ls.Ensure(e.sj) })
+	key := e.sj.Namespace + "/" + e.sj.Name
+	receiving := func(n int) func() bool {
+		return func() bool {
+			got, r := builds.state()
+			return got == n && r != nil && r.receives() > 0
+		}
+	}
+	eventually(t, "the first receiver to receive", receiving(1))
+
+	before := checked()
+	ls.Rebuild(key)
+	eventually(t, "the configuration to be checked", func() bool { return checked() > before })
+	if n, _ := builds.state(); n != 1 {
+		t.Fatalf("%d builds after an edit that changed nothing, want 1", n)
+	}
+
+	set("v2", nil)
+	ls.Rebuild(key)
+	eventually(t, "a receiver built for the changed configuration", receiving(2))
+
+	set("", errors.New(`ClusterTriggerAuthentication "shared" does not allow namespace ns`))
+	ls.Rebuild(key)
+	eventually(t, "a rebuild for a configuration that no longer resolves", func() bool { n, _ := builds.state(); return n == 3 })
+}

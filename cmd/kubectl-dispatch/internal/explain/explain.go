@@ -276,11 +276,15 @@ func Explain(in Input) Explanation {
 	return x
 }
 
-// countJobs counts the Jobs sj controls and explains each unfinished one with dispatch.IsPending.
+// countJobs counts the Jobs sj controls and explains each unfinished one with dispatch.JobPending, on the pods the
+// dispatcher itself counts (the unfinished ones).
 func countJobs(sj *v1alpha1.ScaledJob, jobs []batchv1.Job, pods []corev1.Pod) (JobCounts, []Job) {
 	podsByJob := map[string][]corev1.Pod{}
 	for i := range pods {
-		if name := jobNameOf(&pods[i]); name != "" {
+		if !dispatch.Unfinished(&pods[i]) {
+			continue
+		}
+		if name := dispatch.JobNameOf(&pods[i]); name != "" {
 			podsByJob[name] = append(podsByJob[name], pods[i])
 		}
 	}
@@ -306,7 +310,7 @@ func countJobs(sj *v1alpha1.ScaledJob, jobs []batchv1.Job, pods []corev1.Pod) (J
 		c.Running++
 		p := podsByJob[j.Name]
 		job := Job{Name: j.Name, State: StateRunning, Why: whyPending(p, conds, false)}
-		if dispatch.IsPending(p, conds) {
+		if dispatch.JobPending(j, p, conds) {
 			c.Pending++
 			job.State, job.Why = StatePending, whyPending(p, conds, true)
 		}
@@ -373,16 +377,6 @@ func controlledBy(j *batchv1.Job, sj *v1alpha1.ScaledJob) bool {
 	return ref != nil && ref.UID == sj.UID
 }
 
-// jobNameOf is the Job a pod belongs to: its controller owner, else the job-name labels.
-func jobNameOf(p *corev1.Pod) string {
-	if ref := metav1.GetControllerOf(p); ref != nil && ref.Kind == "Job" {
-		return ref.Name
-	}
-	if n := p.Labels[batchv1.JobNameLabel]; n != "" {
-		return n
-	}
-	return p.Labels["job-name"]
-}
 
 func hasCondition(j *batchv1.Job, t batchv1.JobConditionType) bool {
 	for _, c := range j.Status.Conditions {
