@@ -74,7 +74,7 @@ func (r *Reconciler) authChanged(kind string) func(ctx context.Context, o client
 		if err != nil {
 			// Only a cache read, which does not fail once the index is registered; the periodic resolution
 			// (--secret-refresh-interval) remains the fallback.
-			log.Error(err, "Could not find the ScaledJobs to resolve again", "kind", kind, "name", o.GetName())
+			log.Error(err, "Could not find the ScaledJobs to resolve again", "kind", kind, "object", client.ObjectKeyFromObject(o))
 			return nil
 		}
 		if len(sjs) == 0 {
@@ -110,7 +110,7 @@ func (r *Reconciler) relabelled(ctx context.Context, namespace string, before, a
 	for _, name := range relabelAffects(ctas.Items, namespace, before, after) {
 		sjs, err := r.scaledJobsUsing(ctx, v1alpha1.KindClusterTriggerAuthentication, namespace, name)
 		if err != nil {
-			log.Error(err, "Could not find the ScaledJobs to resolve again", "namespace", namespace)
+			log.Error(err, "Could not find the ScaledJobs to resolve again", "namespace", namespace, "clusterTriggerAuthentication", name)
 			continue
 		}
 		if len(sjs) == 0 {

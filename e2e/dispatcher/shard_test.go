@@ -15,9 +15,10 @@ import (
 const shardLabel = "kubedispatch.io/shard"
 
 // Two shards (--watch-label-selector on a shard label, each with its own Lease) split the ScaledJobs: each
-// dispatches only its own, and its Job and pod caches hold only its own work. The pods carry their ScaledJob's
-// shard label, so a shard sees its own pods running (status.pending drops to 0; a shard that could not see them
-// would count every Job as pending); a ScaledJob outside both selectors is served by neither.
+// dispatches and ticks only its own. Its Job and pod caches use the same selector, so the Jobs and pods carry their
+// ScaledJob's shard label (checked here), and a shard sees its own pods running: status.pending drops to 0, where a
+// shard that could not see them would count every Job as pending. A ScaledJob outside both selectors is served by
+// neither. (That a shard's caches hold nothing else follows from the selector; cmd/dispatcher's cache tests check it.)
 func TestShardsSplitScaledJobsJobsAndPods(t *testing.T) {
 	f := framework.New(t)
 	for _, s := range []string{"a", "b", "none"} {
