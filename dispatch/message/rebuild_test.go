@@ -73,6 +73,26 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// startLoops runs Loops with cfg (the client, clock, recorder and logger filled in) and the loop of e's ScaledJob.
+// It returns the loops, the ScaledJob's key, and a condition: n receivers built and the latest receiving.
+func startLoops(t *testing.T, e *loopEnv, builds *receiverBuilds, cfg Config) (*Loops, string, func(n int) func() bool) {
+	t.Helper()
+	cfg.Client, cfg.APIReader, cfg.Clock, cfg.Recorder, cfg.Log = e.c, e.c, e.clock, events.NewFakeRecorder(100), logr.Discard()
+	ls := NewLoops(cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = ls.Start(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	eventually(t, "the loops to start", func() bool { return ls.Ensure(e.sj) })
+	receiving := func(n int) func() bool {
+		return func() bool {
+			got, r := builds.state()
+			return got == n && r != nil && r.receives() > 0
+		}
+	}
+	return ls, e.sj.Namespace + "/" + e.sj.Name, receiving
+}
+
 // Rebuild ends the receiver in use and builds a new one at once; a refused build wakes the ScaledJob with the
 // refusal in its snapshot and receives nothing; a Rebuild then cuts the build back-off short (no clock step here),
 // and the working build clears the refusal and wakes the ScaledJob again.
@@ -80,20 +100,7 @@ func TestLoopsRebuild(t *testing.T) {
 	e := newLoopEnv(t, nil)
 	builds := &receiverBuilds{}
 	wake := make(chan event.GenericEvent, 10)
-	ls := NewLoops(Config{Client: e.c, APIReader: e.c, Clock: e.clock, Recorder: events.NewFakeRecorder(100),
-		NewReceiver: builds.build, Wake: wake, Log: logr.Discard()})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = ls.Start(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	eventually(t, "the loops to start", func() bool { return ls.Ensure(e.sj) })
-	key := e.sj.Namespace + "/" + e.sj.Name
-	receiving := func(n int) func() bool {
-		return func() bool {
-			got, r := builds.state()
-			return got == n && r != nil && r.receives() > 0
-		}
-	}
+	ls, key, receiving := startLoops(t, e, builds, Config{NewReceiver: builds.build, Wake: wake})
 	eventually(t, "the first receiver to receive", receiving(1))
 	_, first := builds.state()
 
@@ -163,20 +170,8 @@ func TestLoopsRebuildOnlyWhenTheConfigurationChanged(t *testing.T) {
 		defer mu.Unlock()
 		return checks
 	}
-	ls := NewLoops(Config{Client: e.c, APIReader: e.c, Clock: e.clock, Recorder: events.NewFakeRecorder(100),
-		NewReceiver: builds.build, Fingerprint: fingerprint, Wake: make(chan event.GenericEvent, 100), Log: logr.Discard()})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = ls.Start(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	eventually(t, "the loops to start", func() bool { return ls.Ensure(e.sj) })
-	key := e.sj.Namespace + "/" + e.sj.Name
-	receiving := func(n int) func() bool {
-		return func() bool {
-			got, r := builds.state()
-			return got == n && r != nil && r.receives() > 0
-		}
-	}
+	ls, key, receiving := startLoops(t, e, builds,
+		Config{NewReceiver: builds.build, Fingerprint: fingerprint, Wake: make(chan event.GenericEvent, 100)})
 	eventually(t, "the first receiver to receive", receiving(1))
 
 	before := checked()
