@@ -3,6 +3,7 @@ package message
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -188,4 +189,48 @@ func TestLoopsRebuildOnlyWhenTheConfigurationChanged(t *testing.T) {
 	set("", errors.New(`ClusterTriggerAuthentication "shared" does not allow namespace ns`))
 	ls.Rebuild(key)
 	eventually(t, "a rebuild for a configuration that no longer resolves", func() bool { n, _ := builds.state(); return n == 3 })
+}
+
+// refusingReceiver's Receive says the queue refused the credentials.
+type refusingReceiver struct{ fakeReceiver }
+
+func (r *refusingReceiver) Receive(context.Context, int, time.Duration, time.Time) ([]sources.Message, error) {
+	r.record("receive")
+	return nil, fmt.Errorf("reading the queue: %w", sources.ErrUnauthorized)
+}
+
+// A queue that refuses the credentials gets a new receiver after a back-off on the clock, not in a tight loop, and
+// the refusal reaches status.
+func TestLoopBacksOffAfterRefusedCredentials(t *testing.T) {
+	e := newLoopEnv(t, nil)
+	var mu sync.Mutex
+	built := 0
+	build := func(context.Context, *v1alpha1.ScaledJob) (sources.Receiver, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		built++
+		return &refusingReceiver{fakeReceiver{reasons: map[string]string{}}}, nil
+	}
+	builds := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return built
+	}
+	ls, key, _ := startLoops(t, e, &receiverBuilds{}, Config{NewReceiver: build, Wake: make(chan event.GenericEvent, 100)})
+	eventually(t, "the refusal in status", func() bool { return strings.Contains(ls.Snapshot(key).ReceiveErr, "credentials refused") })
+	// Without the clock moving, no new receiver: a tight loop would have built thousands in this time.
+	for n := 1; n <= 3; n++ {
+		deadline := time.Now().Add(200 * time.Millisecond)
+		for time.Now().Before(deadline) {
+			if got := builds(); got != n {
+				t.Fatalf("%d receivers built while the clock stood still, want %d", got, n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		// Then the back-off ends on the clock and the next receiver is built.
+		eventually(t, fmt.Sprintf("receiver %d", n+1), func() bool {
+			e.clock.Step(500 * time.Millisecond)
+			return builds() == n+1
+		})
+	}
 }
