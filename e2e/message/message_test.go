@@ -220,7 +220,11 @@ func TestFailoverAdoptsHeldMessages(t *testing.T) {
 	waitDeleted(f, rec, 15, 3*time.Minute)
 
 	received := func(d *framework.Dispatcher) float64 {
-		v, _ := d.MetricSum("kubedispatch_messages_total", map[string]string{"action": "received"})
+		t.Helper()
+		v, err := d.MetricSum("kubedispatch_messages_total", map[string]string{"action": "received"})
+		if err != nil {
+			t.Fatalf("reading a replica's received count: %v", err)
+		}
 		return v
 	}
 	leader, standby := a, b
