@@ -19,14 +19,7 @@ import (
 // readCRDSchema returns the v1alpha1 schema of a generated CRD in deploy/crd.
 func readCRDSchema(t *testing.T, file string) *apiextensionsv1.JSONSchemaProps {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "..", "deploy", "crd", file))
-	if err != nil {
-		t.Fatalf("reading generated CRD (run hack/generate.sh): %v", err)
-	}
-	var crd apiextensionsv1.CustomResourceDefinition
-	if err := yaml.UnmarshalStrict(b, &crd); err != nil {
-		t.Fatalf("decoding %s: %v", file, err)
-	}
+	crd := readCRD(t, file)
 	for _, v := range crd.Spec.Versions {
 		if v.Name == GroupVersion.Version {
 			return v.Schema.OpenAPIV3Schema
