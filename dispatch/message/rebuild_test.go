@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
@@ -63,14 +64,12 @@ func (b *receiverBuilds) refuse(err error) {
 	b.err = err
 }
 
+// eventually waits (real time, at most 10 s) until cond holds.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
+	if err := wait.PollUntilContextTimeout(context.Background(), 5*time.Millisecond, 10*time.Second, true,
+		func(context.Context) (bool, error) { return cond(), nil }); err != nil {
+		t.Fatalf("waiting for %s: %v", what, err)
 	}
 }
 
@@ -218,19 +217,19 @@ func TestLoopBacksOffAfterRefusedCredentials(t *testing.T) {
 	}
 	ls, key, _ := startLoops(t, e, &receiverBuilds{}, Config{NewReceiver: build, Wake: make(chan event.GenericEvent, 100)})
 	eventually(t, "the refusal in status", func() bool { return strings.Contains(ls.Snapshot(key).ReceiveErr, "credentials refused") })
-	// Without the clock moving, no new receiver: a tight loop would have built thousands in this time.
+	// Each new receiver comes only once the fake clock has moved past the back-off (1 s, 2 s, 4 s): a tight loop
+	// would build thousands without the clock moving at all.
+	start := e.clock.Now()
 	for n := 1; n <= 3; n++ {
-		deadline := time.Now().Add(200 * time.Millisecond)
-		for time.Now().Before(deadline) {
-			if got := builds(); got != n {
-				t.Fatalf("%d receivers built while the clock stood still, want %d", got, n)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		// Then the back-off ends on the clock and the next receiver is built.
 		eventually(t, fmt.Sprintf("receiver %d", n+1), func() bool {
-			e.clock.Step(500 * time.Millisecond)
-			return builds() == n+1
+			e.clock.Step(250 * time.Millisecond)
+			return builds() >= n+1
 		})
+	}
+	if got := builds(); got > 5 {
+		t.Errorf("%d receivers built, want 4 (one per back-off)", got)
+	}
+	if moved := e.clock.Since(start); moved < 6*time.Second {
+		t.Errorf("4 receivers built after the clock moved %v, want at least the 1+2+4 s of back-off", moved)
 	}
 }

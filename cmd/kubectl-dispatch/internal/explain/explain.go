@@ -377,7 +377,6 @@ func controlledBy(j *batchv1.Job, sj *v1alpha1.ScaledJob) bool {
 	return ref != nil && ref.UID == sj.UID
 }
 
-
 func hasCondition(j *batchv1.Job, t batchv1.JobConditionType) bool {
 	for _, c := range j.Status.Conditions {
 		if c.Type == t && c.Status == corev1.ConditionTrue {
